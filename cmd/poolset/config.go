@@ -1,0 +1,137 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/poolset/poolset/mysql"
+	"github.com/poolset/poolset/redis"
+)
+
+// errHelp is returned when -h was asked for: the usage was printed.
+var errHelp = errors.New("help shown")
+
+// config is what every subcommand that opens pools reads from its flags and
+// the environment. Flags win over environment variables.
+type config struct {
+	MySQL         string        // --mysql [POOLSET_MYSQL_DSN]; empty = embedded SQLite
+	Replicas      []string      // --replica [POOLSET_REPLICA_DSN]
+	Redis         string        // --redis [POOLSET_REDIS_URL]; empty = no cache
+	Data          string        // --data [POOLSET_DATA]
+	JSON          bool          // --json
+	MaxOpen       int           // --max-open
+	LeakThreshold time.Duration // --leak-threshold
+}
+
+// replicaList is a repeatable, comma-separated flag.
+type replicaList []string
+
+func (r *replicaList) String() string { return strings.Join(*r, ",") }
+func (r *replicaList) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*r = append(*r, s)
+		}
+	}
+	return nil
+}
+
+// newFlagSet returns a flag set for subcommand name with the common flags
+// bound to cfg, defaults taken from the environment.
+func newFlagSet(name string, stderr io.Writer, cfg *config) (fs *flag.FlagSet) {
+	fs = flag.NewFlagSet("poolset "+name, flag.ContinueOnError)
+	// Errors are reported in one line by run; the flag list is printed
+	// only for -h.
+	fs.SetOutput(io.Discard)
+	help := false
+	fs.BoolFunc("h", "show this help", func(string) error { help = true; return flag.ErrHelp })
+	fs.Usage = func() {
+		if help {
+			fmt.Fprintf(stderr, "usage: %s [flags]\n", fs.Name())
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
+			fs.SetOutput(io.Discard)
+		}
+	}
+	fs.StringVar(&cfg.MySQL, "mysql", os.Getenv("POOLSET_MYSQL_DSN"), "primary MariaDB/MySQL `DSN` (user:pass@tcp(host:port)/db); empty = embedded SQLite [POOLSET_MYSQL_DSN]")
+	rl := (*replicaList)(&cfg.Replicas)
+	if env := os.Getenv("POOLSET_REPLICA_DSN"); env != "" {
+		rl.Set(env)
+	}
+	fs.Var(rl, "replica", "read pool `DSN`, repeatable or comma-separated [POOLSET_REPLICA_DSN]")
+	fs.StringVar(&cfg.Redis, "redis", os.Getenv("POOLSET_REDIS_URL"), "Redis `URL` for the product cache; empty = no cache [POOLSET_REDIS_URL]")
+	data := os.Getenv("POOLSET_DATA")
+	if data == "" {
+		data = "./poolset-data"
+	}
+	fs.StringVar(&cfg.Data, "data", data, "`dir`ectory for embedded state (SQLite) [POOLSET_DATA]")
+	fs.BoolVar(&cfg.JSON, "json", false, "print the final summary as one JSON object on stdout")
+	fs.IntVar(&cfg.MaxOpen, "max-open", 10, "most connections of each SQL pool (SQLite's primary always has 1)")
+	fs.DurationVar(&cfg.LeakThreshold, "leak-threshold", 0, "log connections held longer than this, with the acquiring stack (0 = off)")
+	return fs
+}
+
+// parse parses args into fs and checks cfg. Errors are usage errors.
+func parse(fs *flag.FlagSet, args []string, cfg *config) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
+		return usagef("%s (see '%s -h')", redactArgs(err.Error()), fs.Name())
+	}
+	if fs.NArg() > 0 {
+		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	if cfg.MaxOpen <= 0 {
+		return usagef("--max-open: must be positive, got %d", cfg.MaxOpen)
+	}
+	if cfg.MySQL != "" {
+		if _, err := mysql.PoolConfig(cfg.MySQL, false); err != nil {
+			return usagef("--mysql: %v", err)
+		}
+	}
+	for _, r := range cfg.Replicas {
+		if _, err := mysql.PoolConfig(r, true); err != nil {
+			return usagef("--replica: %v", err)
+		}
+	}
+	if len(cfg.Replicas) > 0 && cfg.MySQL == "" {
+		return usagef("--replica: needs --mysql (the embedded SQLite has its own read pool)")
+	}
+	if cfg.Redis != "" {
+		if err := checkRedisURL(cfg.Redis); err != nil {
+			return usagef("--redis: %v", err)
+		}
+	}
+	if cfg.Data == "" {
+		return usagef("--data: must not be empty")
+	}
+	abs, err := filepath.Abs(cfg.Data)
+	if err != nil {
+		return usagef("--data: %v", err)
+	}
+	cfg.Data = abs
+	return nil
+}
+
+func checkRedisURL(u string) error {
+	if !strings.HasPrefix(u, "redis://") && !strings.HasPrefix(u, "rediss://") {
+		return fmt.Errorf("invalid URL %s: want redis://host:port[/db]", redis.Redact(u))
+	}
+	return nil
+}
+
+// redactArgs hides anything that looks like a password in a flag parse
+// error, which quotes the offending value.
+func redactArgs(s string) string {
+	if i := strings.Index(s, "@"); i >= 0 {
+		return mysql.Redact(s)
+	}
+	return s
+}

@@ -1,0 +1,286 @@
+package poolset
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// Handle is a repository's labelled view of a Set: every connection it takes
+// is counted against the repository's name on the pool it comes from.
+// Statements on a Handle go to the primary; reads that may be stale go
+// through Read. A Handle is cheap, safe for concurrent use, and never opens
+// or closes a pool.
+type Handle struct {
+	set     *Set
+	name    string
+	primary *repoStats
+	policy  ReadPolicy
+}
+
+// Name returns the repository name the handle counts against.
+func (h *Handle) Name() string { return h.name }
+
+// ExecContext runs a statement on the primary.
+func (h *Handle) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	h.primary.writes.Store(true)
+	l, err := h.set.primary.acquire(ctx, h.primary, kindExec)
+	if err != nil {
+		return nil, err
+	}
+	defer l.release()
+	h.primary.queries.Add(1)
+	return l.conn.ExecContext(ctx, query, args...)
+}
+
+// QueryContext runs a query on the primary. The returned Rows hold a
+// connection until Next returns false or Close is called.
+func (h *Handle) QueryContext(ctx context.Context, query string, args ...any) (*Rows, error) {
+	h.primary.reads.Store(true)
+	l, err := h.set.primary.acquire(ctx, h.primary, kindRows)
+	if err != nil {
+		return nil, err
+	}
+	return l.query(ctx, query, args)
+}
+
+// QueryRowContext runs a query expected to return at most one row on the
+// primary. The connection is held until Scan is called.
+func (h *Handle) QueryRowContext(ctx context.Context, query string, args ...any) *Row {
+	h.primary.reads.Store(true)
+	l, err := h.set.primary.acquire(ctx, h.primary, kindRow)
+	if err != nil {
+		return &Row{err: err}
+	}
+	return l.queryRow(ctx, query, args)
+}
+
+// BeginTx starts a transaction on the primary. Transactions always go to
+// the primary, whatever opts says; use Read().BeginTx for a read-only
+// transaction on a read pool.
+func (h *Handle) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) {
+	h.primary.writes.Store(true)
+	l, err := h.set.primary.acquire(ctx, h.primary, kindTx)
+	if err != nil {
+		return nil, err
+	}
+	return l.beginTx(ctx, opts)
+}
+
+// Read returns the handle's view for reads that may be stale: they go to a
+// read pool when one is usable, else to the primary or fail, as the
+// handle's ReadPolicy says.
+func (h *Handle) Read() *Reader { return &Reader{h: h} }
+
+// ReadPolicy says what a repository's reads do when no read pool is usable.
+type ReadPolicy uint8
+
+const (
+	// FallbackToPrimary sends the reads to the primary. The default.
+	FallbackToPrimary ReadPolicy = iota
+	// FailWithoutReadPool fails the reads with ErrNoReadPool, for reads that
+	// must never load the primary.
+	FailWithoutReadPool
+)
+
+// Reader runs reads that may be stale on a read pool. Sessions on read
+// pools are read-only, so a write sent through a Reader fails instead of
+// writing. A read whose read pool cannot give a working connection is
+// tried once on the primary (FallbackToPrimary) or fails with
+// ErrNoReadPool (FailWithoutReadPool); either is counted.
+type Reader struct{ h *Handle }
+
+// QueryContext runs a query on a read pool.
+func (r *Reader) QueryContext(ctx context.Context, query string, args ...any) (*Rows, error) {
+	l, err := r.acquire(ctx, kindRows)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := l.query(ctx, query, args)
+	if err != nil && l.pool.role == roleRead && l.pool.isConnError(ctx, err) {
+		if l, err = r.fallback(ctx, kindRows, err); err == nil {
+			return l.query(ctx, query, args)
+		}
+	}
+	return rows, err
+}
+
+// QueryRowContext runs a query expected to return at most one row on a read
+// pool.
+func (r *Reader) QueryRowContext(ctx context.Context, query string, args ...any) *Row {
+	l, err := r.acquire(ctx, kindRow)
+	if err != nil {
+		return &Row{err: err}
+	}
+	row := l.queryRow(ctx, query, args)
+	if row.err != nil && l.pool.role == roleRead && l.pool.isConnError(ctx, row.err) {
+		if l, err = r.fallback(ctx, kindRow, row.err); err != nil {
+			return &Row{err: err}
+		}
+		return l.queryRow(ctx, query, args)
+	}
+	return row
+}
+
+// BeginTx starts a transaction on a read pool, for several reads that must
+// see one snapshot.
+func (r *Reader) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) {
+	l, err := r.acquire(ctx, kindTx)
+	if err != nil {
+		return nil, err
+	}
+	return l.beginTx(ctx, opts)
+}
+
+// acquire borrows a connection from the pool the set routes r's reads to,
+// falling back when a read pool cannot give one.
+func (r *Reader) acquire(ctx context.Context, kind leaseKind) (*lease, error) {
+	p, rs, err := r.h.set.route(r.h)
+	if err != nil {
+		return nil, err
+	}
+	l, err := p.acquire(ctx, rs, kind)
+	if err != nil && p.role == roleRead && ctx.Err() == nil {
+		return r.fallback(ctx, kind, err)
+	}
+	return l, err
+}
+
+func (r *Reader) fallback(ctx context.Context, kind leaseKind, cause error) (*lease, error) {
+	h := r.h
+	if h.policy == FailWithoutReadPool {
+		h.primary.fallbackFails.Add(1)
+		return nil, fmt.Errorf("poolset: read by %s: %w: %w", h.name, ErrNoReadPool, cause)
+	}
+	h.primary.fallbacks.Add(1)
+	h.primary.reads.Store(true)
+	return h.set.primary.acquire(ctx, h.primary, kind)
+}
+
+func (l *lease) query(ctx context.Context, q string, args []any) (*Rows, error) {
+	l.repo.queries.Add(1)
+	rows, err := l.conn.QueryContext(ctx, q, args...)
+	if err != nil {
+		l.release()
+		return nil, err
+	}
+	l.setRows(rows)
+	return &Rows{Rows: rows, l: l}, nil
+}
+
+func (l *lease) queryRow(ctx context.Context, q string, args []any) *Row {
+	l.repo.queries.Add(1)
+	rows, err := l.conn.QueryContext(ctx, q, args...)
+	if err != nil {
+		l.release()
+		return &Row{err: err}
+	}
+	l.setRows(rows)
+	return &Row{rows: rows, l: l}
+}
+
+func (l *lease) beginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) {
+	tx, err := l.conn.BeginTx(ctx, opts)
+	if err != nil {
+		l.release()
+		return nil, err
+	}
+	l.repo.txs.Add(1)
+	l.setTx(tx)
+	return &Tx{Tx: tx, l: l}, nil
+}
+
+// Rows is a *sql.Rows whose connection goes back to its pool, and is
+// counted as returned, when Next returns false or Close is called. Only the
+// first result set is read.
+type Rows struct {
+	*sql.Rows
+	l *lease
+}
+
+// Next prepares the next row for Scan; at the end it closes the rows and
+// returns the connection.
+func (r *Rows) Next() bool {
+	if r.Rows.Next() {
+		return true
+	}
+	r.Close()
+	return false
+}
+
+// Close closes the rows and returns the connection. It is idempotent.
+func (r *Rows) Close() error {
+	err := r.Rows.Close()
+	r.l.release()
+	return err
+}
+
+// Row is the result of QueryRowContext. Its connection is held until Scan.
+type Row struct {
+	rows *sql.Rows
+	l    *lease
+	err  error
+}
+
+// Err returns the error, if any, met running the query.
+func (r *Row) Err() error { return r.err }
+
+// Scan copies the row's columns into dest and returns the connection. It
+// returns sql.ErrNoRows when the query returned no row.
+func (r *Row) Scan(dest ...any) error {
+	if r.err != nil {
+		return r.err
+	}
+	defer r.l.release()
+	defer r.rows.Close()
+	if !r.rows.Next() {
+		if err := r.rows.Err(); err != nil {
+			return err
+		}
+		return sql.ErrNoRows
+	}
+	if err := r.rows.Scan(dest...); err != nil {
+		return err
+	}
+	return r.rows.Close()
+}
+
+// Tx is a *sql.Tx whose connection goes back to its pool, and is counted as
+// returned, at Commit or Rollback. Statements in it count against the
+// repository that began it.
+type Tx struct {
+	*sql.Tx
+	l *lease
+}
+
+// ExecContext runs a statement in the transaction.
+func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	t.l.repo.queries.Add(1)
+	return t.Tx.ExecContext(ctx, query, args...)
+}
+
+// QueryContext runs a query in the transaction.
+func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	t.l.repo.queries.Add(1)
+	return t.Tx.QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext runs a query expected to return at most one row in the
+// transaction.
+func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	t.l.repo.queries.Add(1)
+	return t.Tx.QueryRowContext(ctx, query, args...)
+}
+
+// Commit commits the transaction and returns the connection.
+func (t *Tx) Commit() error {
+	defer t.l.release()
+	return t.Tx.Commit()
+}
+
+// Rollback aborts the transaction and returns the connection. After Commit
+// it returns sql.ErrTxDone and does nothing else.
+func (t *Tx) Rollback() error {
+	defer t.l.release()
+	return t.Tx.Rollback()
+}

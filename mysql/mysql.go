@@ -1,0 +1,213 @@
+// Package mysql builds poolset pools for MySQL and MariaDB servers through
+// go-sql-driver/mysql, and reads the server-side figures (connections,
+// aborted clients) that prove a release was clean.
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/poolset/poolset"
+)
+
+// PoolConfig returns a poolset.PoolConfig for the server at dsn, in
+// go-sql-driver/mysql form (user:password@tcp(host:port)/db?params). When
+// readOnly is true every session is made read-only (SET SESSION TRANSACTION
+// READ ONLY) as it connects, so that a write sent to the pool fails on the
+// server instead of writing; use it for replicas.
+//
+// Unless dsn says otherwise it sets parseTime=true and
+// interpolateParams=true (statements with arguments take one round trip
+// instead of three). Pool sizes and timeouts are poolset's defaults; edit
+// the returned config to change them. The error, if any, never contains the
+// password.
+func PoolConfig(dsn string, readOnly bool) (poolset.PoolConfig, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return poolset.PoolConfig{}, fmt.Errorf("mysql: invalid DSN %s: %w", Redact(dsn), err)
+	}
+	q := paramsOf(dsn)
+	if !q["parseTime"] {
+		cfg.ParseTime = true
+	}
+	if !q["interpolateParams"] {
+		cfg.InterpolateParams = true
+	}
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return poolset.PoolConfig{}, fmt.Errorf("mysql: invalid DSN %s: %w", Redact(dsn), err)
+	}
+	var c driver.Connector = conn
+	if readOnly {
+		c = &readOnlyConnector{Connector: conn}
+	}
+	return poolset.PoolConfig{
+		Kind:        "mysql",
+		Address:     redactConfig(cfg),
+		Connector:   c,
+		ReadOnly:    readOnly,
+		IsConnError: IsConnError,
+	}, nil
+}
+
+// paramsOf reports which query parameters dsn sets explicitly.
+func paramsOf(dsn string) map[string]bool {
+	out := map[string]bool{}
+	i := strings.LastIndex(dsn, "?")
+	if i < 0 || strings.LastIndex(dsn, "/") > i {
+		return out
+	}
+	for _, kv := range strings.Split(dsn[i+1:], "&") {
+		k, _, _ := strings.Cut(kv, "=")
+		out[k] = true
+	}
+	return out
+}
+
+// Redact returns dsn with its password replaced by ***, for logs and
+// errors. A DSN it cannot parse is redacted from its last '@' backwards.
+func Redact(dsn string) string {
+	if cfg, err := mysql.ParseDSN(dsn); err == nil {
+		return redactConfig(cfg)
+	}
+	at := strings.LastIndex(dsn, "@")
+	if at < 0 {
+		return dsn
+	}
+	if colon := strings.Index(dsn[:at], ":"); colon >= 0 {
+		return dsn[:colon+1] + "***" + dsn[at:]
+	}
+	return dsn
+}
+
+func redactConfig(cfg *mysql.Config) string {
+	c := cfg.Clone()
+	if c.Passwd != "" {
+		c.Passwd = "***"
+	}
+	// Show only what identifies the server and the database.
+	s := c.User
+	if c.Passwd != "" {
+		s += ":" + c.Passwd
+	}
+	return fmt.Sprintf("%s@%s(%s)/%s", s, c.Net, c.Addr, c.DBName)
+}
+
+// readOnlyConnector makes each new session read-only.
+type readOnlyConnector struct{ driver.Connector }
+
+func (c *readOnlyConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ex, ok := conn.(driver.ExecerContext)
+	if !ok {
+		conn.Close()
+		return nil, errors.New("mysql: driver connection cannot execute statements")
+	}
+	if _, err := ex.ExecContext(ctx, "SET SESSION TRANSACTION READ ONLY", nil); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("mysql: make session read-only: %w", err)
+	}
+	return conn, nil
+}
+
+// Server error numbers poolset tells apart.
+const (
+	erDupEntry         = 1062
+	erLockDeadlock     = 1213
+	erLockWaitTimeout  = 1205
+	erReadOnlyTx       = 1792
+	erServerShutdown   = 1053
+	erConnCountError   = 1040
+	erQueryInterrupted = 1317
+)
+
+// IsConnError reports whether err means the connection or its server is
+// gone (so another server may answer), as opposed to a statement error.
+func IsConnError(err error) bool {
+	if errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, driver.ErrBadConn) {
+		return true
+	}
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && (me.Number == erServerShutdown || me.Number == erConnCountError)
+}
+
+// IsDuplicateKey reports whether err is a duplicate-key violation.
+func IsDuplicateKey(err error) bool { return isNumber(err, erDupEntry) }
+
+// IsRetryable reports whether a transaction that failed with err can be run
+// again as a whole: a deadlock, a lock wait timeout, or a lost connection.
+func IsRetryable(err error) bool {
+	return isNumber(err, erLockDeadlock) || isNumber(err, erLockWaitTimeout) || IsConnError(err)
+}
+
+// IsReadOnly reports whether err is the server refusing a write in a
+// read-only session.
+func IsReadOnly(err error) bool { return isNumber(err, erReadOnlyTx) }
+
+func isNumber(err error, n uint16) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == n
+}
+
+// GlobalStatus returns the server's global status variable name, such as
+// Threads_connected or Aborted_clients.
+func GlobalStatus(ctx context.Context, db *sql.DB, name string) (int64, error) {
+	var v int64
+	if err := db.QueryRowContext(ctx, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = ?", name).Scan(&v); err != nil {
+		return 0, fmt.Errorf("mysql: global status %s: %w", name, err)
+	}
+	return v, nil
+}
+
+// ConnectionsTo returns how many client connections the server has open with
+// database dbName as their current database, from
+// information_schema.processlist. Opening each pool of a process on its own
+// database (or counting from a connection on another) tells that process's
+// connections apart from everyone else's.
+func ConnectionsTo(ctx context.Context, db *sql.DB, dbName string) (int, error) {
+	var n int
+	err := db.QueryRowContext(ctx,
+		"SELECT COUNT(*) FROM information_schema.processlist WHERE db = ? AND command <> 'Daemon' AND id <> CONNECTION_ID()", dbName).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("mysql: count connections to %s: %w", dbName, err)
+	}
+	return n, nil
+}
+
+// CreateDatabase creates database name on the server at dsn if it does not
+// exist. dsn's own database is not used.
+func CreateDatabase(ctx context.Context, dsn, name string) error {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return fmt.Errorf("mysql: invalid DSN %s: %w", Redact(dsn), err)
+	}
+	cfg.DBName = ""
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return fmt.Errorf("mysql: invalid DSN %s: %w", Redact(dsn), err)
+	}
+	db := sql.OpenDB(conn)
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+strings.ReplaceAll(name, "`", "``")+"`"); err != nil {
+		return fmt.Errorf("mysql: create database %s on %s: %w", name, Redact(dsn), err)
+	}
+	return nil
+}
+
+// DatabaseName returns the database dsn names.
+func DatabaseName(dsn string) (string, error) {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return "", fmt.Errorf("mysql: invalid DSN %s: %w", Redact(dsn), err)
+	}
+	return cfg.DBName, nil
+}

@@ -1,0 +1,411 @@
+package poolset
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults applied by Open to a PoolConfig field left at its zero value.
+const (
+	// DefaultMaxOpen is the most connections a pool opens, as in knex's
+	// default and the seed service.
+	DefaultMaxOpen = 10
+	// DefaultMaxLifetime is how long a connection is reused. It stays under
+	// the five minutes go-sql-driver/mysql advises, so that no server or
+	// middlebox closes a connection the pool still trusts.
+	DefaultMaxLifetime = 3 * time.Minute
+	// DefaultMaxIdleTime is how long a connection may sit idle before it is
+	// closed.
+	DefaultMaxIdleTime = time.Minute
+	// DefaultAcquireTimeout bounds the wait for a connection. database/sql
+	// has no such bound (only the caller's ctx); poolset adds one so that a
+	// leak shows up as a clear error, not a hang.
+	DefaultAcquireTimeout = 5 * time.Second
+	// DefaultCloseWait is how long Close waits for borrowed connections to
+	// come back before it closes them itself.
+	DefaultCloseWait = 2 * time.Second
+)
+
+// PoolConfig describes one SQL pool. Packages mysql and sqlite build one from
+// a DSN; fields may be edited before Open.
+type PoolConfig struct {
+	// Name identifies the pool in stats, errors, the tree and the release
+	// report. Default: "primary" for the primary, "read-N" for read pools.
+	Name string
+	// Kind names the backend for display: "mysql", "sqlite".
+	Kind string
+	// Address is how the pool is shown: its DSN with any password replaced
+	// by ***. It is never used to connect.
+	Address string
+	// Connector opens the pool's connections. Required.
+	Connector driver.Connector
+	// ReadOnly says the connector opens read-only sessions, so that a write
+	// sent to this pool fails. Read pools must be ReadOnly.
+	ReadOnly bool
+	// MaxOpen is the most connections open at once. Default: 10.
+	MaxOpen int
+	// MaxIdle is the most idle connections kept. Default: MaxOpen, so that a
+	// busy pool does not close and reopen connections.
+	MaxIdle int
+	// MaxLifetime is how long a connection is reused. Default: 3 min;
+	// negative: forever.
+	MaxLifetime time.Duration
+	// MaxIdleTime is how long a connection may stay idle. Default: 1 min;
+	// negative: forever.
+	MaxIdleTime time.Duration
+	// AcquireTimeout bounds the wait for a connection, within the caller's
+	// ctx. Default: 5 s; negative: only the caller's ctx.
+	AcquireTimeout time.Duration
+	// IsConnError, when set, tells a broken-connection error of this
+	// backend's driver from a statement error, so that a read whose read
+	// pool's server went away can be retried on the primary. Errors that
+	// wrap driver.ErrBadConn, net.Error or io.ErrUnexpectedEOF count as
+	// broken connections in any case.
+	IsConnError func(error) bool
+	// CloseWait is how long Close waits for borrowed connections before it
+	// reports them and closes them itself. Default: 2 s.
+	CloseWait time.Duration
+}
+
+func (c *PoolConfig) setDefaults(name string) {
+	if c.Name == "" {
+		c.Name = name
+	}
+	if c.MaxOpen <= 0 {
+		c.MaxOpen = DefaultMaxOpen
+	}
+	if c.MaxIdle <= 0 {
+		c.MaxIdle = c.MaxOpen
+	}
+	if c.MaxLifetime == 0 {
+		c.MaxLifetime = DefaultMaxLifetime
+	}
+	if c.MaxIdleTime == 0 {
+		c.MaxIdleTime = DefaultMaxIdleTime
+	}
+	if c.AcquireTimeout == 0 {
+		c.AcquireTimeout = DefaultAcquireTimeout
+	}
+	if c.CloseWait <= 0 {
+		c.CloseWait = DefaultCloseWait
+	}
+}
+
+// Pool is one SQL connection pool shared by every repository that uses it.
+// It wraps a *sql.DB and counts, per repository, who holds connections and
+// who waits for them. It is safe for concurrent use.
+type Pool struct {
+	cfg    PoolConfig
+	role   string // "primary" or "read"
+	db     *sql.DB
+	log    *slog.Logger
+	leaks  *leakWatch
+	closed atomic.Bool
+
+	acquires atomic.Int64
+	timeouts atomic.Int64
+	inUse    atomic.Int64
+	waiting  atomic.Int64
+
+	mu    sync.Mutex
+	repos map[string]*repoStats
+	order []string
+	held  map[*lease]struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+func openPool(ctx context.Context, cfg PoolConfig, role string, log *slog.Logger, leaks *leakWatch) (*Pool, error) {
+	if cfg.Connector == nil {
+		return nil, fmt.Errorf("poolset: pool %s: no connector", cfg.Name)
+	}
+	db := sql.OpenDB(cfg.Connector)
+	db.SetMaxOpenConns(cfg.MaxOpen)
+	db.SetMaxIdleConns(cfg.MaxIdle)
+	db.SetConnMaxLifetime(max(cfg.MaxLifetime, 0))
+	db.SetConnMaxIdleTime(max(cfg.MaxIdleTime, 0))
+	p := &Pool{
+		cfg:   cfg,
+		role:  role,
+		db:    db,
+		log:   log,
+		leaks: leaks,
+		repos: make(map[string]*repoStats),
+		held:  make(map[*lease]struct{}),
+	}
+	return p, nil
+}
+
+// ping checks that the pool can reach its server.
+func (p *Pool) ping(ctx context.Context) error {
+	timeout := p.cfg.AcquireTimeout
+	if timeout <= 0 {
+		timeout = DefaultAcquireTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := p.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("poolset: pool %s (%s %s): %w", p.cfg.Name, p.cfg.Kind, p.cfg.Address, err)
+	}
+	return nil
+}
+
+// Name returns the pool's name, such as "primary".
+func (p *Pool) Name() string { return p.cfg.Name }
+
+// Config returns the pool's configuration with defaults applied.
+func (p *Pool) Config() PoolConfig { return p.cfg }
+
+// DB returns the underlying *sql.DB, for tools such as migrations that need
+// one. Connections taken through it are not attributed to any repository.
+// Do not close it: the set closes it at release.
+func (p *Pool) DB() *sql.DB { return p.db }
+
+// repo returns the counters of repository name on this pool, creating them.
+func (p *Pool) repo(name string) *repoStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rs, ok := p.repos[name]
+	if !ok {
+		rs = &repoStats{name: name}
+		p.repos[name] = rs
+		p.order = append(p.order, name)
+	}
+	return rs
+}
+
+// acquire borrows a connection for repository rs, waiting at most the pool's
+// acquire timeout within ctx.
+func (p *Pool) acquire(ctx context.Context, rs *repoStats, kind leaseKind) (*lease, error) {
+	if p.closed.Load() {
+		return nil, fmt.Errorf("poolset: pool %s: %w", p.cfg.Name, ErrPoolClosed)
+	}
+	start := time.Now()
+	actx, cancel := ctx, context.CancelFunc(nil)
+	if p.cfg.AcquireTimeout > 0 {
+		actx, cancel = context.WithTimeout(ctx, p.cfg.AcquireTimeout)
+	}
+	p.waiting.Add(1)
+	rs.waiting.Add(1)
+	conn, err := p.db.Conn(actx)
+	rs.waiting.Add(-1)
+	p.waiting.Add(-1)
+	if cancel != nil {
+		cancel()
+	}
+	wait := time.Since(start)
+	rs.waitNanos.Add(int64(wait))
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			p.timeouts.Add(1)
+			rs.timeouts.Add(1)
+			return nil, p.timeoutError(wait)
+		}
+		if errors.Is(err, sql.ErrConnDone) {
+			err = ErrPoolClosed
+		}
+		return nil, fmt.Errorf("poolset: acquire on pool %s: %w", p.cfg.Name, err)
+	}
+	l := &lease{pool: p, repo: rs, kind: kind, conn: conn, start: time.Now()}
+	if p.leaks != nil {
+		l.stack = callers()
+	}
+	p.acquires.Add(1)
+	p.inUse.Add(1)
+	rs.acquires.Add(1)
+	rs.inUse.Add(1)
+	p.mu.Lock()
+	p.held[l] = struct{}{}
+	p.mu.Unlock()
+	return l, nil
+}
+
+func (p *Pool) timeoutError(wait time.Duration) error {
+	e := &AcquireTimeoutError{
+		Pool:    p.cfg.Name,
+		Waited:  wait,
+		MaxOpen: p.cfg.MaxOpen,
+		InUse:   int(p.inUse.Load()),
+		Waiting: int(p.waiting.Load()),
+		Holders: map[string]int{},
+	}
+	p.mu.Lock()
+	for l := range p.held {
+		e.Holders[l.repo.name]++
+	}
+	p.mu.Unlock()
+	return e
+}
+
+// Close stops new acquisitions, waits up to CloseWait (or until ctx is
+// done) for borrowed connections to come back, logs and closes any still
+// held (with the repository and stack that took them), then closes the
+// *sql.DB, which says goodbye to the server on every idle connection. It
+// blocks for at most CloseWait plus the time the server takes to close. It
+// is idempotent: later calls return the first result. The set calls Close
+// at release; call it yourself only on a pool you opened with OpenPool.
+func (p *Pool) Close(ctx context.Context) error {
+	p.closeOnce.Do(func() {
+		p.closed.Store(true)
+		wctx, cancel := context.WithTimeout(ctx, p.cfg.CloseWait)
+		defer cancel()
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for p.inUse.Load() > 0 {
+			select {
+			case <-wctx.Done():
+			case <-tick.C:
+				continue
+			}
+			break
+		}
+		var leftover []*lease
+		p.mu.Lock()
+		for l := range p.held {
+			leftover = append(leftover, l)
+		}
+		p.mu.Unlock()
+		sort.Slice(leftover, func(i, j int) bool { return leftover[i].start.Before(leftover[j].start) })
+		var errs []error
+		if len(leftover) > 0 {
+			var names []string
+			for _, l := range leftover {
+				l.repo.leaks.Add(1)
+				p.log.Warn("poolset: still held at release; closing it",
+					"pool", p.cfg.Name, "repo", l.repo.name, "kind", l.kind.String(),
+					"held", time.Since(l.start).Round(time.Millisecond), "stack", l.stackString())
+				names = append(names, l.repo.name+" "+l.kind.String())
+				l.forceClose()
+			}
+			errs = append(errs, fmt.Errorf("poolset: pool %s: %d still held at release (%s), closed", p.cfg.Name, len(leftover), strings.Join(names, ", ")))
+		}
+		if err := p.db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("poolset: close pool %s: %w", p.cfg.Name, err))
+		}
+		p.closeErr = errors.Join(errs...)
+	})
+	return p.closeErr
+}
+
+// isConnError reports whether err, met on one of p's connections while ctx
+// was live, means the connection or its server is gone.
+func (p *Pool) isConnError(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || err == nil {
+		return false
+	}
+	var ne net.Error
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne) {
+		return true
+	}
+	return p.cfg.IsConnError != nil && p.cfg.IsConnError(err)
+}
+
+// lease is one borrowed connection, attributed to a repository.
+type lease struct {
+	pool  *Pool
+	repo  *repoStats
+	kind  leaseKind
+	conn  *sql.Conn
+	start time.Time
+	stack []uintptr
+
+	done     atomic.Bool
+	reported atomic.Bool // logged by the leak watch once
+
+	mu    sync.Mutex // guards rows and tx for forceClose
+	rows  *sql.Rows
+	tx    *sql.Tx
+	close func() // extra cleanup at forceClose
+}
+
+func (l *lease) setRows(r *sql.Rows) { l.mu.Lock(); l.rows = r; l.mu.Unlock() }
+func (l *lease) setTx(t *sql.Tx)     { l.mu.Lock(); l.tx = t; l.mu.Unlock() }
+
+// release gives the connection back; it is idempotent.
+func (l *lease) release() {
+	if !l.done.CompareAndSwap(false, true) {
+		return
+	}
+	hold := time.Since(l.start)
+	l.conn.Close()
+	p := l.pool
+	p.mu.Lock()
+	delete(p.held, l)
+	p.mu.Unlock()
+	p.inUse.Add(-1)
+	l.repo.inUse.Add(-1)
+	l.repo.holdNanos.Add(int64(hold))
+	for {
+		cur := l.repo.longest.Load()
+		if int64(hold) <= cur || l.repo.longest.CompareAndSwap(cur, int64(hold)) {
+			break
+		}
+	}
+}
+
+// forceClose closes whatever the lease still has open, then releases it. It
+// is safe to call from another goroutine than the holder's.
+func (l *lease) forceClose() {
+	l.mu.Lock()
+	rows, tx := l.rows, l.tx
+	l.mu.Unlock()
+	if rows != nil {
+		rows.Close()
+	}
+	if tx != nil {
+		tx.Rollback()
+	}
+	l.release()
+}
+
+type leaseKind uint8
+
+const (
+	kindExec leaseKind = iota
+	kindRows
+	kindRow
+	kindTx
+)
+
+func (k leaseKind) String() string {
+	switch k {
+	case kindRows:
+		return "rows"
+	case kindRow:
+		return "row"
+	case kindTx:
+		return "tx"
+	}
+	return "conn"
+}
+
+// repoStats are one repository's counters on one pool.
+type repoStats struct {
+	name      string
+	reads     atomic.Bool
+	writes    atomic.Bool
+	inUse     atomic.Int64
+	waiting   atomic.Int64
+	acquires  atomic.Int64
+	queries   atomic.Int64
+	txs       atomic.Int64
+	waitNanos atomic.Int64
+	holdNanos atomic.Int64
+	longest   atomic.Int64
+	timeouts  atomic.Int64
+	leaks     atomic.Int64
+	fallbacks atomic.Int64
+	fallbackFails atomic.Int64
+}

@@ -1,0 +1,187 @@
+package shop
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/poolset/poolset"
+)
+
+// OrderRepo stores orders and their items on the primary.
+type OrderRepo struct {
+	h       *poolset.Handle
+	dialect Dialect
+}
+
+// NewOrderRepo returns an OrderRepo on h.
+func NewOrderRepo(h *poolset.Handle, d Dialect) *OrderRepo { return &OrderRepo{h: h, dialect: d} }
+
+// Get returns order id with its items, from the primary.
+func (r *OrderRepo) Get(ctx context.Context, id string) (Order, error) {
+	tx, err := r.h.BeginTx(ctx, nil)
+	if err != nil {
+		return Order{}, fmt.Errorf("shop: get order %s: %w", id, err)
+	}
+	defer tx.Rollback()
+	return r.getTx(ctx, tx, id)
+}
+
+func (r *OrderRepo) getTx(ctx context.Context, tx *poolset.Tx, id string) (Order, error) {
+	o := Order{ID: id}
+	err := tx.QueryRowContext(ctx, "SELECT user_id, status, reason, total_cents FROM orders WHERE id = ?", id).
+		Scan(&o.UserID, &o.Status, &o.Reason, &o.TotalCents)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Order{}, fmt.Errorf("%w: %s", ErrOrderNotFound, id)
+	}
+	if err != nil {
+		return Order{}, fmt.Errorf("shop: get order %s: %w", id, err)
+	}
+	rows, err := tx.QueryContext(ctx, "SELECT product_id, qty FROM order_items WHERE order_id = ? ORDER BY line", id)
+	if err != nil {
+		return Order{}, fmt.Errorf("shop: get order %s items: %w", id, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var it Item
+		if err := rows.Scan(&it.ProductID, &it.Qty); err != nil {
+			return Order{}, fmt.Errorf("shop: get order %s items: %w", id, err)
+		}
+		o.Items = append(o.Items, it)
+	}
+	return o, rows.Err()
+}
+
+// insertTx stores o (with its status, reason and total) and its items
+// inside tx. It returns an error for which the dialect's IsDuplicateKey is
+// true when o.ID exists.
+func (r *OrderRepo) insertTx(ctx context.Context, tx *poolset.Tx, o Order, prices map[int64]int64) error {
+	if _, err := tx.ExecContext(ctx, "INSERT INTO orders (id, user_id, status, reason, total_cents) VALUES (?, ?, ?, ?, ?)",
+		o.ID, o.UserID, string(o.Status), o.Reason, o.TotalCents); err != nil {
+		return err
+	}
+	var b strings.Builder
+	b.WriteString("INSERT INTO order_items (order_id, line, product_id, qty, price_cents) VALUES ")
+	args := make([]any, 0, 5*len(o.Items))
+	for i, it := range o.Items {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString("(?,?,?,?,?)")
+		args = append(args, o.ID, i+1, it.ProductID, it.Qty, prices[it.ProductID])
+	}
+	if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+		return fmt.Errorf("shop: store items of order %s: %w", o.ID, err)
+	}
+	return nil
+}
+
+// Placed is the outcome of PlaceOrder.
+type Placed struct {
+	// Order is the stored order, with its status, reason and total.
+	Order Order
+	// Duplicate is true when the order id had been placed before: nothing
+	// was changed, and Order is what was stored the first time.
+	Duplicate bool
+}
+
+// maxAttempts bounds the runs of an order transaction that fails with a
+// retryable error (deadlock, busy database).
+const maxAttempts = 3
+
+// PlaceOrder places o in one transaction on the shared primary pool, across
+// the three repositories: the user must exist and every item's stock must
+// suffice, else the order is stored as rejected with the reason and no
+// stock moves; if accepted, all items' stock is taken or none is. Placing
+// an id that exists has no second effect and returns the stored order with
+// Duplicate set. An invalid order (see Order.Validate) is not stored and
+// its error wraps ErrInvalidOrder. A transaction that hits a deadlock or a
+// busy database is run again, up to 3 times.
+func (s *Shop) PlaceOrder(ctx context.Context, o Order) (Placed, error) {
+	if err := o.Validate(); err != nil {
+		return Placed{}, err
+	}
+	var err error
+	for attempt := 1; ; attempt++ {
+		var p Placed
+		p, err = s.placeOnce(ctx, o)
+		if err == nil || attempt == maxAttempts || s.dialect.IsRetryable == nil || !s.dialect.IsRetryable(err) || ctx.Err() != nil {
+			return p, err
+		}
+		time.Sleep(time.Duration(attempt) * 5 * time.Millisecond)
+	}
+}
+
+func (s *Shop) placeOnce(ctx context.Context, o Order) (Placed, error) {
+	tx, err := s.Orders.h.BeginTx(ctx, nil)
+	if err != nil {
+		return Placed{}, fmt.Errorf("shop: place order %s: %w", o.ID, err)
+	}
+	defer tx.Rollback()
+
+	qty := map[int64]int64{}
+	for _, it := range o.Items {
+		qty[it.ProductID] += it.Qty
+	}
+	ids := make([]int64, 0, len(qty))
+	for id := range qty {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+
+	o.Status, o.Reason, o.TotalCents = Accepted, "", 0
+	ok, err := s.Users.existsTx(ctx, tx, o.UserID)
+	if err != nil {
+		return Placed{}, fmt.Errorf("shop: place order %s: %w", o.ID, err)
+	}
+	prices := map[int64]int64{}
+	if !ok {
+		o.Status, o.Reason = Rejected, fmt.Sprintf("unknown user %d", o.UserID)
+	} else {
+		products, err := s.Products.lockTx(ctx, tx, ids)
+		if err != nil {
+			return Placed{}, fmt.Errorf("shop: place order %s: %w", o.ID, err)
+		}
+		for _, id := range ids {
+			p, found := products[id]
+			switch {
+			case !found:
+				o.Status, o.Reason = Rejected, fmt.Sprintf("unknown product %d", id)
+			case p.Stock < qty[id]:
+				o.Status, o.Reason = Rejected, fmt.Sprintf("insufficient stock for product %d: want %d, have %d", id, qty[id], p.Stock)
+			}
+			if o.Status == Rejected {
+				break
+			}
+			prices[id] = p.PriceCents
+			o.TotalCents += p.PriceCents * qty[id]
+		}
+		if o.Status == Rejected {
+			o.TotalCents = 0
+		}
+	}
+	if err := s.Orders.insertTx(ctx, tx, o, prices); err != nil {
+		if s.dialect.IsDuplicateKey != nil && s.dialect.IsDuplicateKey(err) {
+			tx.Rollback()
+			prev, gerr := s.Orders.Get(ctx, o.ID)
+			if gerr != nil {
+				return Placed{}, fmt.Errorf("shop: place order %s: read the earlier order: %w", o.ID, gerr)
+			}
+			return Placed{Order: prev, Duplicate: true}, nil
+		}
+		return Placed{}, fmt.Errorf("shop: place order %s: %w", o.ID, err)
+	}
+	if o.Status == Accepted {
+		if err := s.Products.takeTx(ctx, tx, qty); err != nil {
+			return Placed{}, fmt.Errorf("shop: place order %s: %w", o.ID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return Placed{}, fmt.Errorf("shop: place order %s: commit: %w", o.ID, err)
+	}
+	return Placed{Order: o}, nil
+}

@@ -1,0 +1,58 @@
+package shop
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/poolset/poolset"
+)
+
+// UserRepo stores users: writes on the primary, reads on the read pool.
+type UserRepo struct {
+	h       *poolset.Handle
+	dialect Dialect
+}
+
+// NewUserRepo returns a UserRepo on h.
+func NewUserRepo(h *poolset.Handle, d Dialect) *UserRepo { return &UserRepo{h: h, dialect: d} }
+
+// Register stores u, or updates its email and name when its id exists.
+func (r *UserRepo) Register(ctx context.Context, u User) error {
+	q := "INSERT INTO users (id, email, name) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE email = VALUES(email), name = VALUES(name)"
+	if r.dialect.Name != "mysql" {
+		q = "INSERT INTO users (id, email, name) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name"
+	}
+	if _, err := r.h.ExecContext(ctx, q, u.ID, u.Email, u.Name); err != nil {
+		return fmt.Errorf("shop: register user %d: %w", u.ID, err)
+	}
+	return nil
+}
+
+// Get returns user id from the read pool: it may miss a user registered a
+// moment ago on the primary. It returns ErrUserNotFound when there is none.
+func (r *UserRepo) Get(ctx context.Context, id int64) (User, error) {
+	var u User
+	err := r.h.Read().QueryRowContext(ctx, "SELECT id, email, name FROM users WHERE id = ?", id).Scan(&u.ID, &u.Email, &u.Name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, fmt.Errorf("%w: %d", ErrUserNotFound, id)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("shop: get user %d: %w", id, err)
+	}
+	return u, nil
+}
+
+// existsTx reports whether user id exists, inside tx.
+func (r *UserRepo) existsTx(ctx context.Context, tx *poolset.Tx, id int64) (bool, error) {
+	var one int
+	err := tx.QueryRowContext(ctx, "SELECT 1 FROM users WHERE id = ?", id).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("shop: look up user %d: %w", id, err)
+	}
+	return true, nil
+}

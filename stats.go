@@ -1,0 +1,176 @@
+package poolset
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// PoolStats is a snapshot of one pool and the repositories that use it.
+type PoolStats struct {
+	Name     string `json:"name"`
+	Role     string `json:"role"` // "primary" or "read"
+	Kind     string `json:"kind"`
+	Address  string `json:"address"` // password shown as ***
+	ReadOnly bool   `json:"read_only"`
+	Closed   bool   `json:"closed"`
+
+	MaxOpen int `json:"max_open"`
+	Open    int `json:"open"`
+	InUse   int `json:"in_use"`
+	Idle    int `json:"idle"`
+	Waiting int `json:"waiting"`
+	// WaitCount and WaitDuration are database/sql's: waits for a connection
+	// because the pool was full.
+	WaitCount    int64         `json:"wait_count"`
+	WaitDuration time.Duration `json:"wait_ns"`
+	Acquires     int64         `json:"acquires"`
+	Timeouts     int64         `json:"acquire_timeouts"`
+
+	Repos []RepoStats `json:"repos"`
+}
+
+// RepoStats is one repository's use of one pool.
+type RepoStats struct {
+	Repo string `json:"repo"`
+	// Use is "reads", "writes" or "reads+writes".
+	Use      string `json:"use"`
+	InUse    int64  `json:"in_use"`
+	Waiting  int64  `json:"waiting"`
+	Acquires int64  `json:"acquires"`
+	Queries  int64  `json:"queries"`
+	Txs      int64  `json:"txs"`
+	// Wait is the total time spent waiting for connections.
+	Wait time.Duration `json:"wait_ns"`
+	// Hold is the total time connections were held.
+	Hold        time.Duration `json:"hold_ns"`
+	LongestHold time.Duration `json:"longest_hold_ns"`
+	Timeouts    int64         `json:"acquire_timeouts"`
+	Leaks       int64         `json:"leaks"`
+	// Fallbacks counts reads sent to the primary because no read pool was
+	// usable; FallbackFailures counts those refused by FailWithoutReadPool.
+	Fallbacks        int64 `json:"fallbacks"`
+	FallbackFailures int64 `json:"fallback_failures"`
+}
+
+// Stats returns a snapshot of the pool and of each repository that has used
+// it, in order of first use.
+func (p *Pool) Stats() PoolStats {
+	db := p.db.Stats()
+	st := PoolStats{
+		Name: p.cfg.Name, Role: p.role, Kind: p.cfg.Kind, Address: p.cfg.Address,
+		ReadOnly: p.cfg.ReadOnly, Closed: p.closed.Load(), MaxOpen: p.cfg.MaxOpen,
+		Open: db.OpenConnections, InUse: db.InUse, Idle: db.Idle, Waiting: int(p.waiting.Load()),
+		WaitCount: db.WaitCount, WaitDuration: db.WaitDuration,
+		Acquires: p.acquires.Load(), Timeouts: p.timeouts.Load(),
+	}
+	p.mu.Lock()
+	repos := make([]*repoStats, 0, len(p.order))
+	for _, n := range p.order {
+		repos = append(repos, p.repos[n])
+	}
+	p.mu.Unlock()
+	for _, rs := range repos {
+		r := rs.snapshot()
+		if r.Use == "" && r.Fallbacks == 0 && r.FallbackFailures == 0 {
+			continue
+		}
+		st.Repos = append(st.Repos, r)
+	}
+	return st
+}
+
+func (rs *repoStats) snapshot() RepoStats {
+	use := ""
+	switch r, w := rs.reads.Load(), rs.writes.Load(); {
+	case r && w:
+		use = "reads+writes"
+	case r:
+		use = "reads"
+	case w:
+		use = "writes"
+	}
+	return RepoStats{
+		Repo: rs.name, Use: use, InUse: rs.inUse.Load(), Waiting: rs.waiting.Load(),
+		Acquires: rs.acquires.Load(), Queries: rs.queries.Load(), Txs: rs.txs.Load(),
+		Wait: time.Duration(rs.waitNanos.Load()), Hold: time.Duration(rs.holdNanos.Load()),
+		LongestHold: time.Duration(rs.longest.Load()), Timeouts: rs.timeouts.Load(),
+		Leaks: rs.leaks.Load(), Fallbacks: rs.fallbacks.Load(), FallbackFailures: rs.fallbackFails.Load(),
+	}
+}
+
+// Stats returns a snapshot of every pool: the primary first, then the read
+// pools.
+func (s *Set) Stats() []PoolStats {
+	var out []PoolStats
+	for _, p := range s.pools() {
+		out = append(out, p.Stats())
+	}
+	return out
+}
+
+// Tree renders the set as the seed's diagram with live numbers: each pool
+// with its address (password never shown) and figures, and under it the
+// repositories that use it, for reads or writes, with theirs.
+func (s *Set) Tree() string {
+	var b strings.Builder
+	WriteTree(&b, s.Stats())
+	return b.String()
+}
+
+// WriteTree writes pools, as returned by Set.Stats, as a tree to w.
+func WriteTree(w io.Writer, pools []PoolStats) {
+	for _, p := range pools {
+		flags := ""
+		if p.ReadOnly {
+			flags += ", read-only"
+		}
+		if p.Closed {
+			flags += ", closed"
+		}
+		fmt.Fprintf(w, "%s (%s%s) %s\n", p.Name, p.Kind, flags, p.Address)
+		fmt.Fprintf(w, "│  max %d · open %d · in use %d · idle %d · acquired %d · full-pool waits %d (%s) · timeouts %d\n",
+			p.MaxOpen, p.Open, p.InUse, p.Idle, p.Acquires, p.WaitCount, fmtDur(p.WaitDuration), p.Timeouts)
+		width := 0
+		for _, r := range p.Repos {
+			width = max(width, len(r.Repo))
+		}
+		for i, r := range p.Repos {
+			branch := "├─"
+			if i == len(p.Repos)-1 {
+				branch = "└─"
+			}
+			fmt.Fprintf(w, "%s %-*s  %-12s in use %d · queries %d · tx %d · wait %s · longest hold %s",
+				branch, width, r.Repo, r.Use, r.InUse, r.Queries, r.Txs, fmtDur(r.Wait), fmtDur(r.LongestHold))
+			if r.Timeouts > 0 {
+				fmt.Fprintf(w, " · timeouts %d", r.Timeouts)
+			}
+			if r.Leaks > 0 {
+				fmt.Fprintf(w, " · leaks %d", r.Leaks)
+			}
+			if r.Fallbacks > 0 {
+				fmt.Fprintf(w, " · fallback reads %d", r.Fallbacks)
+			}
+			if r.FallbackFailures > 0 {
+				fmt.Fprintf(w, " · refused reads %d", r.FallbackFailures)
+			}
+			fmt.Fprintln(w)
+		}
+		if len(p.Repos) == 0 {
+			fmt.Fprintln(w, "└─ (no repository yet)")
+		}
+	}
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "0"
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond).String()
+	case d < time.Second:
+		return d.Round(100 * time.Microsecond).String()
+	}
+	return d.Round(time.Millisecond).String()
+}
