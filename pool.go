@@ -393,19 +393,19 @@ func (k leaseKind) String() string {
 
 // repoStats are one repository's counters on one pool.
 type repoStats struct {
-	name      string
-	reads     atomic.Bool
-	writes    atomic.Bool
-	inUse     atomic.Int64
-	waiting   atomic.Int64
-	acquires  atomic.Int64
-	queries   atomic.Int64
-	txs       atomic.Int64
-	waitNanos atomic.Int64
-	holdNanos atomic.Int64
-	longest   atomic.Int64
-	timeouts  atomic.Int64
-	leaks     atomic.Int64
-	fallbacks atomic.Int64
+	name          string
+	reads         atomic.Bool
+	writes        atomic.Bool
+	inUse         atomic.Int64
+	waiting       atomic.Int64
+	acquires      atomic.Int64
+	queries       atomic.Int64
+	txs           atomic.Int64
+	waitNanos     atomic.Int64
+	holdNanos     atomic.Int64
+	longest       atomic.Int64
+	timeouts      atomic.Int64
+	leaks         atomic.Int64
+	fallbacks     atomic.Int64
 	fallbackFails atomic.Int64
 }

@@ -178,4 +178,3 @@ func (s *Set) Register(name string, timeout time.Duration, fn release.Func) {
 func (s *Set) Release(ctx context.Context) (*release.Report, error) {
 	return s.rel.Release(ctx)
 }
-

@@ -48,13 +48,17 @@ func (s *Shop) Seed(ctx context.Context, cfg SeedConfig) (SeedResult, error) {
 	}
 	var res SeedResult
 	n, err := s.seedRows(ctx, s.Users.h.ExecContext, ignore+"users (id, email, name) VALUES ", "(?,?,?)", cfg.Users,
-		func(id int64) []any { return []any{id, fmt.Sprintf("user-%d@example.com", id), fmt.Sprintf("user-%d", id)} })
+		func(id int64) []any {
+			return []any{id, fmt.Sprintf("user-%d@example.com", id), fmt.Sprintf("user-%d", id)}
+		})
 	res.Users = n
 	if err != nil {
 		return res, fmt.Errorf("shop: seed users: %w", err)
 	}
 	n, err = s.seedRows(ctx, s.Products.h.ExecContext, ignore+"products (id, name, price_cents, stock, stock_received) VALUES ", "(?,?,?,?,?)", cfg.Products,
-		func(id int64) []any { return []any{id, fmt.Sprintf("product-%d", id), PriceOf(id), cfg.Stock, cfg.Stock} })
+		func(id int64) []any {
+			return []any{id, fmt.Sprintf("product-%d", id), PriceOf(id), cfg.Stock, cfg.Stock}
+		})
 	res.Products = n
 	if err != nil {
 		return res, fmt.Errorf("shop: seed products: %w", err)

@@ -58,7 +58,7 @@ func PoolConfigs(path string, readers int) (primary, read poolset.PoolConfig, er
 type connector struct{ dsn string }
 
 func (c connector) Connect(context.Context) (driver.Conn, error) { return c.Driver().Open(c.dsn) }
-func (c connector) Driver() driver.Driver                         { return &sqlite.Driver{} }
+func (c connector) Driver() driver.Driver                        { return &sqlite.Driver{} }
 
 // IsDuplicateKey reports whether err is a primary-key or unique violation.
 func IsDuplicateKey(err error) bool {
