@@ -1,0 +1,72 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Subjects (NATS subjects, RabbitMQ routing keys) the shop worker consumes.
+const (
+	SubjectOrderPlaced    = "shop.orders.placed"
+	SubjectUserRegistered = "shop.users.registered"
+)
+
+// ErrSourceStopped is returned by Fetch after Stop.
+var ErrSourceStopped = errors.New("worker: source stopped")
+
+// Delivery is one message handed to the worker by a broker. The worker
+// settles each delivery exactly once, by Ack, Nak or DeadLetter, always with
+// a context that shutdown does not cancel.
+type Delivery interface {
+	// Subject is the message's subject or routing key.
+	Subject() string
+	// Data is the message body.
+	Data() []byte
+	// Delivered is how many times the broker has delivered the message,
+	// 1 the first time.
+	Delivered() int
+	// Ack tells the broker the message is done, and waits for the broker to
+	// confirm it where the protocol allows.
+	Ack(ctx context.Context) error
+	// Nak hands the message back for redelivery after delay (0: at once).
+	Nak(ctx context.Context, delay time.Duration) error
+	// DeadLetter moves the message, with reason, to the dead letter; it is
+	// never redelivered.
+	DeadLetter(ctx context.Context, reason string) error
+}
+
+// Source is a broker's consumer side, pulled by the worker.
+type Source interface {
+	// Fetch waits up to maxWait (or until ctx is done) for deliveries and
+	// returns up to n of them; none when the wait ends empty.
+	Fetch(ctx context.Context, n int, maxWait time.Duration) ([]Delivery, error)
+	// Stop stops intake: after it returns no more deliveries arrive, and
+	// any the broker had already pushed to this process but Fetch had not
+	// returned are handed back at once. It is idempotent.
+	Stop(ctx context.Context) error
+}
+
+// Message is one message to publish.
+type Message struct {
+	Subject string
+	// ID deduplicates publishes where the broker can (NATS Nats-Msg-Id).
+	ID   string
+	Data []byte
+}
+
+// Publisher publishes messages.
+type Publisher interface {
+	// Publish publishes msgs in order and returns once the broker has
+	// confirmed every one of them (stored durably), or with the first
+	// error.
+	Publish(ctx context.Context, msgs []Message) error
+}
+
+// DeadLetter is a message found in the dead letter, with the reason the
+// worker gave.
+type DeadLetter struct {
+	Subject string `json:"subject"`
+	Reason  string `json:"reason"`
+	Data    []byte `json:"data"`
+}
