@@ -18,6 +18,8 @@ type PoolStats struct {
 
 	MaxOpen int `json:"max_open"`
 	Open    int `json:"open"`
+	// InUse counts the connections lent to repositories through handles
+	// (what the repositories' InUse add up to).
 	InUse   int `json:"in_use"`
 	Idle    int `json:"idle"`
 	Waiting int `json:"waiting"`
@@ -61,7 +63,7 @@ func (p *Pool) Stats() PoolStats {
 	st := PoolStats{
 		Name: p.cfg.Name, Role: p.role, Kind: p.cfg.Kind, Address: p.cfg.Address,
 		ReadOnly: p.cfg.ReadOnly, Closed: p.closed.Load(), MaxOpen: p.cfg.MaxOpen,
-		Open: db.OpenConnections, InUse: db.InUse, Idle: db.Idle, Waiting: int(p.waiting.Load()),
+		Open: db.OpenConnections, InUse: int(p.inUse.Load()), Idle: db.Idle, Waiting: int(p.waiting.Load()),
 		WaitCount: db.WaitCount, WaitDuration: db.WaitDuration,
 		Acquires: p.acquires.Load(), Timeouts: p.timeouts.Load(),
 	}

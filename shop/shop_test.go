@@ -230,3 +230,54 @@ func TestMixConservesStock(t *testing.T) {
 		}
 	})
 }
+
+func TestPlaceOrdersGroup(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *shop.Shop) {
+		ctx := context.Background()
+		if _, err := s.PlaceOrder(ctx, shop.Order{ID: "g-0", UserID: 1, Items: []shop.Item{{ProductID: 1, Qty: 1}}}); err != nil {
+			t.Fatal(err)
+		}
+		group := []shop.Order{
+			{ID: "g-0", UserID: 1, Items: []shop.Item{{ProductID: 1, Qty: 1}}},                          // placed before
+			{ID: "g-1", UserID: 1, Items: []shop.Item{{ProductID: 1, Qty: 5}, {ProductID: 2, Qty: 2}}},  // accepted
+			{ID: "g-2", UserID: 2, Items: []shop.Item{{ProductID: 1, Qty: 5}}},                          // short: 4 left
+			{ID: "g-3", UserID: 999, Items: []shop.Item{{ProductID: 3, Qty: 1}}},                        // unknown user
+			{ID: "g-4", UserID: 3, Items: []shop.Item{{ProductID: 3, Qty: 1}, {ProductID: 42, Qty: 1}}}, // unknown product
+			{ID: "g-1", UserID: 1, Items: []shop.Item{{ProductID: 1, Qty: 5}}},                          // twice in the group
+			{ID: "g-5", UserID: 3, Items: []shop.Item{{ProductID: 1, Qty: 4}}},                          // takes the last 4
+		}
+		got, err := s.PlaceOrders(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []struct {
+			dup    bool
+			status shop.Status
+		}{{true, shop.Accepted}, {false, shop.Accepted}, {false, shop.Rejected}, {false, shop.Rejected}, {false, shop.Rejected}, {true, ""}, {false, shop.Accepted}}
+		for i, w := range want {
+			if got[i].Duplicate != w.dup || (w.status != "" && got[i].Order.Status != w.status) {
+				t.Errorf("order %d (%s): got duplicate %v status %s %q; want %v %s", i, group[i].ID, got[i].Duplicate, got[i].Order.Status, got[i].Order.Reason, w.dup, w.status)
+			}
+		}
+		if got1, got2, got3 := stock(t, s, 1), stock(t, s, 2), stock(t, s, 3); got1 != 0 || got2 != 8 || got3 != 10 {
+			t.Errorf("stock: got %d, %d, %d; want 0, 8, 10", got1, got2, got3)
+		}
+		c, err := s.Verify(ctx)
+		if err != nil || !c.OK || c.Orders != 6 || c.Accepted != 3 {
+			t.Errorf("verify: got %+v, %v; want ok, 6 orders, 3 accepted", c, err)
+		}
+		// A group run again changes nothing.
+		again, err := s.PlaceOrders(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range again {
+			if !p.Duplicate {
+				t.Errorf("order %d run again: got not duplicate; want duplicate", i)
+			}
+		}
+		if again[1].Order.Status != shop.Accepted || len(again[1].Order.Items) != 2 {
+			t.Errorf("duplicate g-1: got %+v; want the stored accepted order", again[1].Order)
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/poolset/poolset"
 )
@@ -55,4 +56,31 @@ func (r *UserRepo) existsTx(ctx context.Context, tx *poolset.Tx, id int64) (bool
 		return false, fmt.Errorf("shop: look up user %d: %w", id, err)
 	}
 	return true, nil
+}
+
+// RegisterMany stores users with one statement, updating the email and
+// name of those whose id exists.
+func (r *UserRepo) RegisterMany(ctx context.Context, users []User) error {
+	if len(users) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString("INSERT INTO users (id, email, name) VALUES ")
+	args := make([]any, 0, 3*len(users))
+	for i, u := range users {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString("(?,?,?)")
+		args = append(args, u.ID, u.Email, u.Name)
+	}
+	if r.dialect.Name == "mysql" {
+		b.WriteString(" ON DUPLICATE KEY UPDATE email = VALUES(email), name = VALUES(name)")
+	} else {
+		b.WriteString(" ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name")
+	}
+	if _, err := r.h.ExecContext(ctx, b.String(), args...); err != nil {
+		return fmt.Errorf("shop: register %d users: %w", len(users), err)
+	}
+	return nil
 }

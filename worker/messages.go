@@ -1,0 +1,131 @@
+package worker
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/poolset/poolset/shop"
+)
+
+// ErrInvalidMessage is wrapped by every decoding or validation error of a
+// message. Such a message goes to the dead letter at once: no redelivery
+// can fix it.
+var ErrInvalidMessage = errors.New("worker: invalid message")
+
+// MaxMessageSize is the largest message body the worker decodes.
+const MaxMessageSize = 64 << 10
+
+// orderMessage is the JSON of shop.orders.placed; pointers tell a missing
+// field from a zero one.
+type orderMessage struct {
+	ID     *string        `json:"id"`
+	UserID *int64         `json:"user_id"`
+	Items  *[]itemMessage `json:"items"`
+}
+
+type itemMessage struct {
+	ProductID *int64 `json:"product_id"`
+	Qty       *int64 `json:"qty"`
+}
+
+// DecodeOrder decodes and validates a shop.orders.placed message (see
+// docs/MESSAGES.md). Errors wrap ErrInvalidMessage and say what is wrong.
+func DecodeOrder(data []byte) (shop.Order, error) {
+	var m orderMessage
+	if err := decodeStrict(data, &m); err != nil {
+		return shop.Order{}, err
+	}
+	switch {
+	case m.ID == nil:
+		return shop.Order{}, invalid("missing field id")
+	case m.UserID == nil:
+		return shop.Order{}, invalid("missing field user_id")
+	case m.Items == nil:
+		return shop.Order{}, invalid("missing field items")
+	}
+	o := shop.Order{ID: *m.ID, UserID: *m.UserID}
+	for i, it := range *m.Items {
+		if it.ProductID == nil {
+			return shop.Order{}, invalid("item %d: missing field product_id", i)
+		}
+		if it.Qty == nil {
+			return shop.Order{}, invalid("item %d: missing field qty", i)
+		}
+		o.Items = append(o.Items, shop.Item{ProductID: *it.ProductID, Qty: *it.Qty})
+	}
+	if err := o.Validate(); err != nil {
+		return shop.Order{}, invalid("%s", strings.TrimPrefix(err.Error(), shop.ErrInvalidOrder.Error()+": "))
+	}
+	return o, nil
+}
+
+type userMessage struct {
+	ID    *int64  `json:"id"`
+	Email *string `json:"email"`
+	Name  *string `json:"name"`
+}
+
+// DecodeUser decodes and validates a shop.users.registered message (see
+// docs/MESSAGES.md). Errors wrap ErrInvalidMessage.
+func DecodeUser(data []byte) (shop.User, error) {
+	var m userMessage
+	if err := decodeStrict(data, &m); err != nil {
+		return shop.User{}, err
+	}
+	switch {
+	case m.ID == nil:
+		return shop.User{}, invalid("missing field id")
+	case m.Email == nil:
+		return shop.User{}, invalid("missing field email")
+	case m.Name == nil:
+		return shop.User{}, invalid("missing field name")
+	case *m.ID <= 0:
+		return shop.User{}, invalid("id must be positive")
+	case len(*m.Email) < 3 || len(*m.Email) > 255 || !strings.Contains(*m.Email, "@"):
+		return shop.User{}, invalid("email must have an @ and 3 to 255 bytes")
+	case strings.TrimSpace(*m.Name) == "" || len(*m.Name) > 255:
+		return shop.User{}, invalid("name must have 1 to 255 bytes")
+	}
+	return shop.User{ID: *m.ID, Email: *m.Email, Name: *m.Name}, nil
+}
+
+// decodeStrict decodes one JSON object into v, refusing unknown fields,
+// trailing data and bodies over MaxMessageSize.
+func decodeStrict(data []byte, v any) error {
+	if len(data) > MaxMessageSize {
+		return invalid("body of %d bytes over the %d-byte limit", len(data), MaxMessageSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return invalid("malformed JSON: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return invalid("malformed JSON: data after the object")
+	}
+	return nil
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidMessage, fmt.Sprintf(format, args...))
+}
+
+// EncodeOrder returns the JSON of a shop.orders.placed message for o.
+func EncodeOrder(o shop.Order) []byte {
+	b, _ := json.Marshal(struct {
+		ID     string      `json:"id"`
+		UserID int64       `json:"user_id"`
+		Items  []shop.Item `json:"items"`
+	}{o.ID, o.UserID, o.Items})
+	return b
+}
+
+// EncodeUser returns the JSON of a shop.users.registered message for u.
+func EncodeUser(u shop.User) []byte {
+	b, _ := json.Marshal(u)
+	return b
+}

@@ -1,0 +1,393 @@
+// Package worker runs the shop's message processing: it pulls order and
+// registration messages from a broker (package nats or rabbitmq), places
+// each order in a transaction on the shared primary pool, and settles the
+// message only after the commit.
+//
+// Shutdown is the point of the package. When Run's ctx is done (the first
+// SIGTERM), the worker stops fetching; messages already taken keep running
+// on a context that is not cancelled until the drain deadline; acks and
+// naks use a context of their own; whatever is still unfinished at the
+// deadline (or on SkipDrain, the second signal) is nak'ed at once for
+// prompt redelivery and counted as abandoned. Then Run returns, and the
+// caller releases the consumers, the cache, the SQL pools and last the
+// broker connection.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/poolset/poolset/shop"
+)
+
+// Config tunes a Worker. Zero fields take the documented defaults.
+type Config struct {
+	// Concurrency is the most transactions in flight. Default: 16.
+	Concurrency int
+	// Group is the most orders placed in one transaction when the queue
+	// is deep (each order still all or nothing). 1 places one order per
+	// transaction. Default: 1.
+	Group int
+	// MaxDeliver is the delivery after whose failure a message goes to the
+	// dead letter with its last error. Default: 5.
+	MaxDeliver int
+	// DrainTimeout bounds the wait for in-flight messages after Run's ctx
+	// is done. Default: 20 s (inside Kubernetes' 30 s grace).
+	DrainTimeout time.Duration
+	// FetchWait is how long one fetch waits for messages. Default: 500 ms.
+	FetchWait time.Duration
+	// ExitWhenIdle, when positive, ends intake once nothing arrived for
+	// that long, by the same path as a signal. Default: 0 (never).
+	ExitWhenIdle time.Duration
+	// RetryDelay is the redelivery delay after the first transient
+	// failure; it doubles with each delivery, up to 5 s. Default: 100 ms.
+	RetryDelay time.Duration
+	// SettleTimeout bounds each ack, nak or dead-lettering. Default: 5 s.
+	SettleTimeout time.Duration
+	// Logger receives the worker's logs. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Concurrency <= 0 {
+		c.Concurrency = 16
+	}
+	if c.Group <= 0 {
+		c.Group = 1
+	}
+	if c.MaxDeliver <= 0 {
+		c.MaxDeliver = 5
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 20 * time.Second
+	}
+	if c.FetchWait <= 0 {
+		c.FetchWait = 500 * time.Millisecond
+	}
+	if c.RetryDelay <= 0 {
+		c.RetryDelay = 100 * time.Millisecond
+	}
+	if c.SettleTimeout <= 0 {
+		c.SettleTimeout = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Summary counts what a worker did. Acked = Accepted + Rejected +
+// Duplicates + Registered.
+type Summary struct {
+	Received     int64 `json:"received"`
+	Acked        int64 `json:"acked"`
+	Accepted     int64 `json:"accepted"`
+	Rejected     int64 `json:"rejected"`
+	Duplicates   int64 `json:"duplicates"`
+	Registered   int64 `json:"registered"`
+	Naked        int64 `json:"naked"`
+	DeadLettered int64 `json:"dead_lettered"`
+	Abandoned    int64 `json:"abandoned"`
+	SettleErrors int64 `json:"settle_errors"`
+	InFlight     int64 `json:"in_flight"`
+	// Drained is false when the drain deadline or SkipDrain cut the drain
+	// short.
+	Drained bool `json:"drained"`
+}
+
+// Worker processes messages from a Source. Its methods are safe for
+// concurrent use; Run is called once.
+type Worker struct {
+	shop *shop.Shop
+	src  Source
+	cfg  Config
+	log  *slog.Logger
+
+	ready    atomic.Bool
+	skip     chan struct{}
+	skipOnce sync.Once
+
+	received, accepted, rejected, duplicates, registered   atomic.Int64
+	naked, deadLettered, abandoned, settleErrors, inFlight atomic.Int64
+	inFlightMsgs                                           atomic.Int64
+	freed                                                  chan struct{}
+}
+
+// New returns a worker that places s's orders from src.
+func New(s *shop.Shop, src Source, cfg Config) *Worker {
+	cfg.setDefaults()
+	return &Worker{shop: s, src: src, cfg: cfg, log: cfg.Logger, skip: make(chan struct{}), freed: make(chan struct{}, 1)}
+}
+
+// Ready reports whether the worker is taking messages: true from Run's
+// start until its ctx is done.
+func (w *Worker) Ready() bool { return w.ready.Load() }
+
+// SkipDrain ends the drain at once (the second signal): what is in flight
+// is nak'ed and counted as abandoned. It is idempotent.
+func (w *Worker) SkipDrain() { w.skipOnce.Do(func() { close(w.skip) }) }
+
+// Stats returns the counters so far.
+func (w *Worker) Stats() Summary {
+	s := Summary{
+		Received: w.received.Load(), Accepted: w.accepted.Load(), Rejected: w.rejected.Load(),
+		Duplicates: w.duplicates.Load(), Registered: w.registered.Load(), Naked: w.naked.Load(),
+		DeadLettered: w.deadLettered.Load(), Abandoned: w.abandoned.Load(), SettleErrors: w.settleErrors.Load(),
+		InFlight: w.inFlightMsgs.Load(),
+	}
+	s.Acked = s.Accepted + s.Rejected + s.Duplicates + s.Registered
+	return s
+}
+
+// Run takes messages until ctx is done (or the worker has been idle for
+// ExitWhenIdle), then stops intake, drains in-flight messages until
+// DrainTimeout or SkipDrain, and returns the summary. It does not close
+// the source or anything else: the caller's release does.
+func (w *Worker) Run(ctx context.Context) Summary {
+	w.ready.Store(true)
+	// Work in flight runs on proc, which only the drain deadline cancels.
+	proc, cancelProc := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelProc()
+	var wg sync.WaitGroup
+	w.intake(ctx, proc, &wg)
+	w.ready.Store(false)
+
+	stopCtx, cancel := context.WithTimeout(context.Background(), w.cfg.SettleTimeout)
+	if err := w.src.Stop(stopCtx); err != nil {
+		w.log.Warn("worker: stop intake", "err", err)
+	}
+	cancel()
+
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	drained := true
+	timer := time.NewTimer(w.cfg.DrainTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		drained = false
+		w.log.Warn("worker: drain deadline passed; handing back what is unfinished", "in_flight", w.inFlightMsgs.Load())
+	case <-w.skip:
+		drained = false
+		w.log.Warn("worker: drain skipped; handing back what is unfinished", "in_flight", w.inFlightMsgs.Load())
+	}
+	cancelProc()
+	<-done
+	s := w.Stats()
+	s.Drained = drained
+	return s
+}
+
+// intake fetches and dispatches messages until ctx is done or the worker
+// has been idle for ExitWhenIdle.
+func (w *Worker) intake(ctx, proc context.Context, wg *sync.WaitGroup) {
+	limit := int64(w.cfg.Concurrency * w.cfg.Group)
+	last := time.Now()
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		free := limit - w.inFlightMsgs.Load()
+		if free <= 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-w.freed:
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		if w.cfg.ExitWhenIdle > 0 && time.Since(last) >= w.cfg.ExitWhenIdle && w.inFlightMsgs.Load() == 0 {
+			w.log.Info("worker: idle; shutting down", "idle_for", w.cfg.ExitWhenIdle)
+			return
+		}
+		msgs, err := w.src.Fetch(ctx, int(free), w.cfg.FetchWait)
+		if len(msgs) > 0 {
+			last = time.Now()
+			w.received.Add(int64(len(msgs)))
+			w.dispatch(proc, msgs, wg)
+		}
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, ErrSourceStopped) {
+				return
+			}
+			w.log.Warn("worker: fetch", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+	}
+}
+
+type orderMsg struct {
+	d Delivery
+	o shop.Order
+}
+
+// dispatch settles invalid messages, registers users (before the orders
+// taken with them, which may be theirs), and starts the orders in groups.
+func (w *Worker) dispatch(proc context.Context, msgs []Delivery, wg *sync.WaitGroup) {
+	var orders []orderMsg
+	var users []shop.User
+	var userMsgs []Delivery
+	for _, d := range msgs {
+		switch d.Subject() {
+		case SubjectOrderPlaced:
+			o, err := DecodeOrder(d.Data())
+			if err != nil {
+				w.deadLetter(d, err.Error())
+				continue
+			}
+			orders = append(orders, orderMsg{d, o})
+		case SubjectUserRegistered:
+			u, err := DecodeUser(d.Data())
+			if err != nil {
+				w.deadLetter(d, err.Error())
+				continue
+			}
+			users, userMsgs = append(users, u), append(userMsgs, d)
+		default:
+			w.deadLetter(d, fmt.Sprintf("unknown subject %q", d.Subject()))
+		}
+	}
+	if len(users) > 0 {
+		w.inFlightMsgs.Add(int64(len(userMsgs)))
+		err := w.shop.Users.RegisterMany(proc, users)
+		for _, d := range userMsgs {
+			if err != nil {
+				w.fail(proc, d, err)
+			} else if w.ack(d) {
+				w.registered.Add(1)
+			}
+		}
+		w.inFlightMsgs.Add(-int64(len(userMsgs)))
+	}
+	for len(orders) > 0 {
+		n := min(len(orders), w.cfg.Group)
+		group := orders[:n:n]
+		orders = orders[n:]
+		w.inFlightMsgs.Add(int64(len(group)))
+		wg.Go(func() {
+			defer func() {
+				w.inFlightMsgs.Add(-int64(len(group)))
+				select {
+				case w.freed <- struct{}{}:
+				default:
+				}
+			}()
+			w.place(proc, group)
+		})
+	}
+}
+
+// groupAttempts bounds the runs of a group's transaction before its
+// orders are placed one by one.
+const groupAttempts = 3
+
+// place places a group of orders and settles each message.
+func (w *Worker) place(proc context.Context, group []orderMsg) {
+	if len(group) > 1 {
+		orders := make([]shop.Order, len(group))
+		for i, m := range group {
+			orders[i] = m.o
+		}
+		for attempt := 1; attempt <= groupAttempts && proc.Err() == nil; attempt++ {
+			placed, err := w.shop.PlaceOrders(proc, orders)
+			if err == nil {
+				for i, p := range placed {
+					w.settlePlaced(group[i].d, p)
+				}
+				return
+			}
+			w.log.Debug("worker: group failed", "orders", len(group), "attempt", attempt, "err", err)
+			time.Sleep(time.Duration(attempt) * 10 * time.Millisecond)
+		}
+	}
+	// One by one, so that one bad order does not hold back the rest.
+	for _, m := range group {
+		p, err := w.shop.PlaceOrder(proc, m.o)
+		if err != nil {
+			w.fail(proc, m.d, err)
+			continue
+		}
+		w.settlePlaced(m.d, p)
+	}
+}
+
+func (w *Worker) settlePlaced(d Delivery, p shop.Placed) {
+	if !w.ack(d) {
+		return
+	}
+	switch {
+	case p.Duplicate:
+		w.duplicates.Add(1)
+	case p.Order.Status == shop.Accepted:
+		w.accepted.Add(1)
+	default:
+		w.rejected.Add(1)
+	}
+}
+
+// fail settles a message whose processing failed with err: handed back at
+// once when the drain was cut short, dead-lettered on its last delivery,
+// else nak'ed with a delay that grows with each delivery.
+func (w *Worker) fail(proc context.Context, d Delivery, err error) {
+	ctx, cancel := w.settleCtx()
+	defer cancel()
+	switch {
+	case proc.Err() != nil:
+		w.abandoned.Add(1)
+		if nerr := d.Nak(ctx, 0); nerr != nil {
+			w.settleErrors.Add(1)
+			w.log.Warn("worker: hand back", "err", nerr)
+		}
+	case d.Delivered() >= w.cfg.MaxDeliver:
+		w.deadLetter(d, fmt.Sprintf("failed %d deliveries; last error: %v", d.Delivered(), err))
+	default:
+		delay := w.cfg.RetryDelay << min(d.Delivered()-1, 6)
+		delay = min(delay, 5*time.Second)
+		w.log.Warn("worker: will retry", "delivery", d.Delivered(), "in", delay, "err", err)
+		if nerr := d.Nak(ctx, delay); nerr != nil {
+			w.settleErrors.Add(1)
+			w.log.Warn("worker: nak", "err", nerr)
+			return
+		}
+		w.naked.Add(1)
+	}
+}
+
+func (w *Worker) deadLetter(d Delivery, reason string) {
+	ctx, cancel := w.settleCtx()
+	defer cancel()
+	if err := d.DeadLetter(ctx, reason); err != nil {
+		w.settleErrors.Add(1)
+		w.log.Warn("worker: dead-letter", "err", err, "reason", reason)
+		return
+	}
+	w.deadLettered.Add(1)
+	w.log.Info("worker: dead-lettered", "subject", d.Subject(), "reason", reason)
+}
+
+func (w *Worker) ack(d Delivery) bool {
+	ctx, cancel := w.settleCtx()
+	defer cancel()
+	if err := d.Ack(ctx); err != nil {
+		w.settleErrors.Add(1)
+		w.log.Warn("worker: ack; the message will come again and count as a duplicate", "err", err)
+		return false
+	}
+	return true
+}
+
+// settleCtx is the context of one ack, nak or dead-lettering: not derived
+// from Run's ctx, so shutdown never cancels a settle.
+func (w *Worker) settleCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), w.cfg.SettleTimeout)
+}
