@@ -1,0 +1,113 @@
+// Package metrics exports a pool set's and a worker's figures in the
+// Prometheus format (prometheus/client_golang). Collectors read the
+// figures at scrape time; they hold no state of their own.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/poolset/poolset"
+	"github.com/poolset/poolset/worker"
+)
+
+var (
+	poolLabels = []string{"pool", "role"}
+	repoLabels = []string{"pool", "repo"}
+
+	poolOpen     = prometheus.NewDesc("poolset_pool_open_connections", "Connections open in the pool.", poolLabels, nil)
+	poolInUse    = prometheus.NewDesc("poolset_pool_in_use_connections", "Connections lent to repositories.", poolLabels, nil)
+	poolIdle     = prometheus.NewDesc("poolset_pool_idle_connections", "Idle connections.", poolLabels, nil)
+	poolMax      = prometheus.NewDesc("poolset_pool_max_open_connections", "Most connections the pool opens.", poolLabels, nil)
+	poolWaiting  = prometheus.NewDesc("poolset_pool_waiting", "Callers waiting for a connection now.", poolLabels, nil)
+	poolAcquires = prometheus.NewDesc("poolset_pool_acquires_total", "Connections lent.", poolLabels, nil)
+	poolTimeouts = prometheus.NewDesc("poolset_pool_acquire_timeouts_total", "Acquisitions that timed out.", poolLabels, nil)
+	poolWaitSecs = prometheus.NewDesc("poolset_pool_full_wait_seconds_total", "Time waited because the pool was full (database/sql's WaitDuration).", poolLabels, nil)
+
+	repoInUse    = prometheus.NewDesc("poolset_repo_in_use_connections", "Connections a repository holds now.", repoLabels, nil)
+	repoQueries  = prometheus.NewDesc("poolset_repo_queries_total", "Statements a repository ran.", repoLabels, nil)
+	repoTxs      = prometheus.NewDesc("poolset_repo_transactions_total", "Transactions a repository began.", repoLabels, nil)
+	repoWaitSecs = prometheus.NewDesc("poolset_repo_acquire_wait_seconds_total", "Time a repository waited for connections.", repoLabels, nil)
+	repoLongest  = prometheus.NewDesc("poolset_repo_longest_hold_seconds", "Longest time a repository held one connection.", repoLabels, nil)
+	repoLeaks    = prometheus.NewDesc("poolset_repo_leaks_total", "Connections held past the leak threshold or at release.", repoLabels, nil)
+	repoFallback = prometheus.NewDesc("poolset_repo_fallback_reads_total", "Reads sent to the primary because no read pool was usable.", repoLabels, nil)
+)
+
+// SetCollector collects a Set's pool and repository figures.
+type SetCollector struct{ set *poolset.Set }
+
+// NewSetCollector returns a collector of set's figures.
+func NewSetCollector(set *poolset.Set) *SetCollector { return &SetCollector{set: set} }
+
+// Describe implements prometheus.Collector.
+func (c *SetCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{poolOpen, poolInUse, poolIdle, poolMax, poolWaiting, poolAcquires, poolTimeouts, poolWaitSecs,
+		repoInUse, repoQueries, repoTxs, repoWaitSecs, repoLongest, repoLeaks, repoFallback} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *SetCollector) Collect(ch chan<- prometheus.Metric) {
+	g, n := prometheus.GaugeValue, prometheus.CounterValue
+	for _, p := range c.set.Stats() {
+		l := []string{p.Name, p.Role}
+		ch <- prometheus.MustNewConstMetric(poolOpen, g, float64(p.Open), l...)
+		ch <- prometheus.MustNewConstMetric(poolInUse, g, float64(p.InUse), l...)
+		ch <- prometheus.MustNewConstMetric(poolIdle, g, float64(p.Idle), l...)
+		ch <- prometheus.MustNewConstMetric(poolMax, g, float64(p.MaxOpen), l...)
+		ch <- prometheus.MustNewConstMetric(poolWaiting, g, float64(p.Waiting), l...)
+		ch <- prometheus.MustNewConstMetric(poolAcquires, n, float64(p.Acquires), l...)
+		ch <- prometheus.MustNewConstMetric(poolTimeouts, n, float64(p.Timeouts), l...)
+		ch <- prometheus.MustNewConstMetric(poolWaitSecs, n, p.WaitDuration.Seconds(), l...)
+		for _, r := range p.Repos {
+			rl := []string{p.Name, r.Repo}
+			ch <- prometheus.MustNewConstMetric(repoInUse, g, float64(r.InUse), rl...)
+			ch <- prometheus.MustNewConstMetric(repoQueries, n, float64(r.Queries), rl...)
+			ch <- prometheus.MustNewConstMetric(repoTxs, n, float64(r.Txs), rl...)
+			ch <- prometheus.MustNewConstMetric(repoWaitSecs, n, r.Wait.Seconds(), rl...)
+			ch <- prometheus.MustNewConstMetric(repoLongest, g, r.LongestHold.Seconds(), rl...)
+			ch <- prometheus.MustNewConstMetric(repoLeaks, n, float64(r.Leaks), rl...)
+			ch <- prometheus.MustNewConstMetric(repoFallback, n, float64(r.Fallbacks), rl...)
+		}
+	}
+}
+
+var (
+	msgs     = prometheus.NewDesc("poolset_worker_messages_total", "Messages by outcome.", []string{"outcome"}, nil)
+	received = prometheus.NewDesc("poolset_worker_received_total", "Messages received.", nil, nil)
+	inFlight = prometheus.NewDesc("poolset_worker_in_flight", "Messages being processed now.", nil, nil)
+	ready    = prometheus.NewDesc("poolset_worker_ready", "1 while the worker takes messages.", nil, nil)
+)
+
+// WorkerCollector collects a Worker's counters.
+type WorkerCollector struct{ w *worker.Worker }
+
+// NewWorkerCollector returns a collector of w's counters.
+func NewWorkerCollector(w *worker.Worker) *WorkerCollector { return &WorkerCollector{w: w} }
+
+// Describe implements prometheus.Collector.
+func (c *WorkerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- msgs
+	ch <- received
+	ch <- inFlight
+	ch <- ready
+}
+
+// Collect implements prometheus.Collector.
+func (c *WorkerCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.w.Stats()
+	n := prometheus.CounterValue
+	for outcome, v := range map[string]int64{
+		"accepted": s.Accepted, "rejected": s.Rejected, "duplicate": s.Duplicates, "registered": s.Registered,
+		"naked": s.Naked, "dead_lettered": s.DeadLettered, "abandoned": s.Abandoned, "settle_error": s.SettleErrors,
+	} {
+		ch <- prometheus.MustNewConstMetric(msgs, n, float64(v), outcome)
+	}
+	ch <- prometheus.MustNewConstMetric(received, n, float64(s.Received))
+	ch <- prometheus.MustNewConstMetric(inFlight, prometheus.GaugeValue, float64(s.InFlight))
+	r := 0.0
+	if c.w.Ready() {
+		r = 1
+	}
+	ch <- prometheus.MustNewConstMetric(ready, prometheus.GaugeValue, r)
+}
