@@ -53,9 +53,9 @@ func (quietLogger) Printf(context.Context, string, ...any) {}
 // Open parses opts.URL, connects and pings. The error names the redacted
 // URL and never shows the password.
 func Open(ctx context.Context, opts Options) (*Client, error) {
-	ro, err := goredis.ParseURL(opts.URL)
+	ro, err := parseURL(opts.URL)
 	if err != nil {
-		return nil, fmt.Errorf("redis: invalid URL %s: %w", Redact(opts.URL), err)
+		return nil, err
 	}
 	if opts.PoolSize <= 0 {
 		opts.PoolSize = 10
@@ -73,6 +73,33 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 		return nil, fmt.Errorf("redis: connect to %s: %w", c.addr, err)
 	}
 	return c, nil
+}
+
+// CheckURL reports whether raw is a Redis URL Open accepts. The error never
+// contains the URL's password.
+func CheckURL(raw string) error {
+	_, err := parseURL(raw)
+	return err
+}
+
+func parseURL(raw string) (*goredis.Options, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url's error quotes the whole URL, password included.
+		return nil, fmt.Errorf("redis: invalid URL %s: not a URL", Redact(raw))
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return nil, fmt.Errorf("redis: invalid URL %s: want redis://[:password@]host:port[/db]", Redact(raw))
+	}
+	ro, err := goredis.ParseURL(raw)
+	if err != nil {
+		msg := strings.ReplaceAll(err.Error(), raw, Redact(raw))
+		if p, ok := u.User.Password(); ok && p != "" {
+			msg = strings.ReplaceAll(msg, p, "***")
+		}
+		return nil, fmt.Errorf("redis: invalid URL %s: %s", Redact(raw), msg)
+	}
+	return ro, nil
 }
 
 // Address returns the client's URL with any password shown as ***.

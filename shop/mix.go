@@ -88,15 +88,16 @@ func NewMix(s *Shop, cfg MixConfig) *Mix {
 func (m *Mix) Ops() int64 { return m.ops.Load() }
 
 // Run runs the load until Ops operations are done, Duration passes, or ctx
-// is done, and returns what it did. It blocks until every client has
+// is done, and returns what it did. Operations in flight when Duration
+// passes finish; ctx cancels them. It blocks until every client has
 // stopped; a failed operation is counted, not returned.
 func (m *Mix) Run(ctx context.Context) MixResult {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// The end of the run stops new operations but never cancels one in
+	// flight: a cancelled query makes the driver cut its connection, which
+	// the server counts as an aborted client.
+	var deadline time.Time
 	if m.cfg.Ops == 0 {
-		var c context.CancelFunc
-		ctx, c = context.WithTimeout(ctx, m.cfg.Duration)
-		defer c()
+		deadline = time.Now().Add(m.cfg.Duration)
 	}
 	var next atomic.Int64
 	lat := make([][]time.Duration, m.cfg.Clients)
@@ -105,7 +106,7 @@ func (m *Mix) Run(ctx context.Context) MixResult {
 	for c := range m.cfg.Clients {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(m.cfg.Seed, uint64(c)))
-			for ctx.Err() == nil {
+			for ctx.Err() == nil && (deadline.IsZero() || time.Now().Before(deadline)) {
 				n := next.Add(1)
 				if m.cfg.Ops > 0 && n > int64(m.cfg.Ops) {
 					return

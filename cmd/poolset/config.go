@@ -105,7 +105,7 @@ func parse(fs *flag.FlagSet, args []string, cfg *config) error {
 		return usagef("--replica: needs --mysql (the embedded SQLite has its own read pool)")
 	}
 	if cfg.Redis != "" {
-		if err := checkRedisURL(cfg.Redis); err != nil {
+		if err := redis.CheckURL(cfg.Redis); err != nil {
 			return usagef("--redis: %v", err)
 		}
 	}
@@ -117,13 +117,6 @@ func parse(fs *flag.FlagSet, args []string, cfg *config) error {
 		return usagef("--data: %v", err)
 	}
 	cfg.Data = abs
-	return nil
-}
-
-func checkRedisURL(u string) error {
-	if !strings.HasPrefix(u, "redis://") && !strings.HasPrefix(u, "rediss://") {
-		return fmt.Errorf("invalid URL %s: want redis://host:port[/db]", redis.Redact(u))
-	}
 	return nil
 }
 
