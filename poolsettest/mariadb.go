@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -698,24 +697,6 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// procAttr puts mariadbd in its own process group, so a terminal's Ctrl-C
-// reaches only the test process, and on Linux asks the kernel to SIGKILL it
-// when the thread that started it exits. Go keeps its threads until the
-// process exits, so in practice mariadbd dies with a test process that is
-// killed or times out before its cleanups run. The fields are set by name
-// because Pdeathsig exists only on Linux and this file builds everywhere.
-func procAttr() *syscall.SysProcAttr {
-	attr := &syscall.SysProcAttr{}
-	v := reflect.ValueOf(attr).Elem()
-	if f := v.FieldByName("Setpgid"); f.IsValid() && f.Kind() == reflect.Bool {
-		f.SetBool(true)
-	}
-	if f := v.FieldByName("Pdeathsig"); f.IsValid() && f.Type() == reflect.TypeOf(syscall.SIGKILL) {
-		f.Set(reflect.ValueOf(syscall.SIGKILL))
-	}
-	return attr
 }
 
 // sameDir reports whether paths a and b name the same existing directory.
