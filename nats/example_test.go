@@ -1,0 +1,58 @@
+package nats_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/poolset/poolset/nats"
+	"github.com/poolset/poolset/worker"
+)
+
+func Example() {
+	dir, err := os.MkdirTemp("", "poolset-nats-example")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	srv, err := nats.StartEmbedded(dir)
+	if err != nil {
+		panic(err)
+	}
+	defer srv.Shutdown()
+
+	ctx := context.Background()
+	b, err := nats.Open(ctx, nats.Options{URL: srv.URL()})
+	if err != nil {
+		panic(err)
+	}
+	// Released last, after the source is stopped and deliveries settled.
+	defer b.Close(ctx)
+
+	err = b.Publisher().Publish(ctx, []worker.Message{
+		{Subject: worker.SubjectOrderPlaced, ID: "order-1", Data: []byte(`{"order":1}`)},
+		{Subject: worker.SubjectOrderPlaced, ID: "order-1", Data: []byte(`{"order":1}`)}, // a duplicate: stored once
+	})
+	if err != nil {
+		panic(err)
+	}
+	src, err := b.Source(ctx)
+	if err != nil {
+		panic(err)
+	}
+	ds, err := src.Fetch(ctx, 10, time.Second)
+	if err != nil {
+		panic(err)
+	}
+	src.Stop(ctx)
+	for _, d := range ds {
+		fmt.Println(d.Subject(), string(d.Data()), d.Delivered())
+		d.Ack(ctx)
+	}
+	pending, err := b.Pending(ctx)
+	fmt.Println("pending:", pending, err)
+	// Output:
+	// shop.orders.placed {"order":1} 1
+	// pending: 0 <nil>
+}

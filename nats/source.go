@@ -1,0 +1,319 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/poolset/poolset/worker"
+)
+
+// Source pulls deliveries from the broker's durable consumer. It implements
+// worker.Source and is safe for concurrent use by multiple goroutines.
+//
+// A pull consumer holds nothing in this process beyond what a Fetch has
+// returned, so Stop has nothing to hand back; deliveries a Fetch had
+// returned are the caller's to settle.
+type Source struct {
+	b    *Broker
+	cons jetstream.Consumer
+
+	stopCtx context.Context // cancelled by Stop; ends the Fetches in progress
+	stop    context.CancelFunc
+
+	mu      sync.Mutex
+	stopped bool
+	active  int           // Fetches in progress
+	idle    chan struct{} // closed once stopped and no Fetch is in progress
+}
+
+var (
+	_ worker.Source    = (*Source)(nil)
+	_ worker.Delivery  = (*delivery)(nil)
+	_ worker.Publisher = (*Publisher)(nil)
+)
+
+func newSource(b *Broker, c jetstream.Consumer) *Source {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Source{b: b, cons: c, stopCtx: ctx, stop: cancel, idle: make(chan struct{})}
+}
+
+// Fetch asks the server for up to n deliveries and waits up to maxWait for
+// them; with maxWait 0 it takes only those available at once. It returns
+// early with what it has when ctx is done or Stop is called, and with none
+// and a nil error when the wait ends empty. It returns ctx's error only
+// when ctx ended the wait before anything arrived, and ErrSourceStopped
+// when called after Stop, or stopped before anything arrived.
+//
+// Each delivery must be settled by Ack, Nak or DeadLetter; one that is not
+// is redelivered after the consumer's AckWait.
+func (s *Source) Fetch(ctx context.Context, n int, maxWait time.Duration) ([]worker.Delivery, error) {
+	if n <= 0 {
+		return nil, fmt.Errorf("nats: fetch: batch size %d, want at least 1", n)
+	}
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return nil, worker.ErrSourceStopped
+	}
+	s.active++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.active--
+		if s.stopped && s.active == 0 {
+			close(s.idle)
+		}
+		s.mu.Unlock()
+	}()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("nats: fetch: %w", err)
+	}
+
+	var batch jetstream.MessageBatch
+	var err error
+	var fctx context.Context
+	if maxWait <= 0 {
+		batch, err = s.cons.FetchNoWait(n)
+	} else {
+		// The wait ends at maxWait, when ctx is done, or on Stop.
+		// FetchContext gives the server a slightly shorter expiry, so
+		// an empty wait normally ends with the server's timeout reply.
+		var cancel context.CancelFunc
+		fctx, cancel = context.WithTimeout(ctx, maxWait)
+		defer cancel()
+		unhook := context.AfterFunc(s.stopCtx, cancel)
+		defer unhook()
+		batch, err = s.cons.Fetch(n, jetstream.FetchContext(fctx))
+	}
+	if err != nil {
+		if fctx != nil && ctx.Err() == nil && !s.isStopped() && deadlinePassed(fctx) {
+			return nil, nil // maxWait too short to ask the server at all
+		}
+		return nil, s.fetchErr(ctx, err)
+	}
+	// Messages is closed when the batch ends, which is also when the
+	// fetch's goroutine in nats.go ends.
+	var out []worker.Delivery
+	for m := range batch.Messages() {
+		out = append(out, s.delivery(m))
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	if err := batch.Error(); err != nil {
+		if fctx != nil && errors.Is(err, fctx.Err()) && ctx.Err() == nil && !s.isStopped() {
+			return nil, nil // maxWait passed
+		}
+		return nil, s.fetchErr(ctx, err)
+	}
+	if s.isStopped() {
+		return nil, worker.ErrSourceStopped
+	}
+	return nil, nil
+}
+
+func (s *Source) fetchErr(ctx context.Context, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("nats: fetch: %w", ctx.Err())
+	case s.isStopped():
+		return worker.ErrSourceStopped
+	case errors.Is(err, jetstream.ErrNoMessages), errors.Is(err, nats.ErrTimeout):
+		return nil
+	}
+	return fmt.Errorf("nats: fetch from %s: %w", s.b.opts.Consumer, err)
+}
+
+func deadlinePassed(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
+}
+
+func (s *Source) isStopped() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopped
+}
+
+func (s *Source) delivery(m jetstream.Msg) *delivery {
+	d := &delivery{b: s.b, msg: m, subject: s.b.unprefixed(m.Subject()), delivered: 1}
+	if md, err := m.Metadata(); err == nil {
+		d.delivered = int(md.NumDelivered)
+		d.stream = md.Stream
+		d.seq = md.Sequence.Stream
+		d.stored = md.Timestamp.UnixNano()
+	}
+	return d
+}
+
+// Stop stops intake: Fetches in progress end at once, returning what they
+// have, and later Fetches return ErrSourceStopped. It blocks until the
+// Fetches in progress have returned, or until ctx is done. It is
+// idempotent. Deliveries already returned stay valid and must still be
+// settled; the broker's connection stays open for that.
+func (s *Source) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.stopped {
+		s.stopped = true
+		s.stop()
+		if s.active == 0 {
+			close(s.idle)
+		}
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("nats: stop: %w", ctx.Err())
+	}
+}
+
+// delivery is one JetStream message handed to the worker. Its settle
+// methods are safe for concurrent use; the first to succeed wins.
+type delivery struct {
+	b         *Broker
+	msg       jetstream.Msg
+	subject   string // without the subject prefix
+	delivered int
+	stream    string
+	seq       uint64 // stream sequence
+	stored    int64  // when the stream stored it, Unix nanoseconds
+
+	mu      sync.Mutex // held while settling
+	settled bool
+}
+
+// Subject returns the subject the message was published to, without the
+// broker's subject prefix.
+func (d *delivery) Subject() string { return d.subject }
+
+// Data returns the message body.
+func (d *delivery) Data() []byte { return d.msg.Data() }
+
+// Delivered returns how many times the server has delivered the message, 1
+// the first time.
+func (d *delivery) Delivered() int { return d.delivered }
+
+// Ack acknowledges the message and waits, bounded by ctx (5s if ctx has no
+// deadline), for the server to confirm it.
+func (d *delivery) Ack(ctx context.Context) error {
+	return d.settle("ack", func() error { return d.msg.DoubleAck(ctx) })
+}
+
+// Nak hands the message back for redelivery after delay, at once if delay is
+// 0, and waits, bounded by ctx (5s if ctx has no deadline), until the
+// server has received the request.
+func (d *delivery) Nak(ctx context.Context, delay time.Duration) error {
+	return d.settle("nak", func() error {
+		var err error
+		if delay <= 0 {
+			err = d.msg.Nak()
+		} else {
+			err = d.msg.NakWithDelay(delay)
+		}
+		if err != nil {
+			return err
+		}
+		return d.b.flush(ctx)
+	})
+}
+
+// DeadLetter publishes a copy of the message to
+// shop.deadletter.<subject>, with reason in the Poolset-Reason header and
+// the delivery count in Poolset-Delivered, waits for the server to store
+// it, then terminates the message so that it is never redelivered. It is
+// bounded by ctx, or by 5s for each step if ctx has no deadline. The copy's
+// message ID is derived from the original's stream, sequence and time, so a
+// retried DeadLetter stores one copy within the dead stream's duplicate
+// window (2 minutes).
+func (d *delivery) DeadLetter(ctx context.Context, reason string) error {
+	return d.settle("dead letter", func() error {
+		reason := strings.Map(func(r rune) rune {
+			if r == '\r' || r == '\n' {
+				return ' '
+			}
+			return r
+		}, reason)
+		m := nats.NewMsg(d.b.subject(deadLetterSubject + d.subject))
+		m.Data = d.msg.Data()
+		m.Header.Set(HeaderReason, reason)
+		m.Header.Set(HeaderDelivered, strconv.Itoa(d.delivered))
+		var opts []jetstream.PublishOpt
+		if d.stream != "" {
+			opts = append(opts, jetstream.WithMsgID(fmt.Sprintf("%s-%d-%d", d.stream, d.seq, d.stored)))
+		}
+		if _, err := d.b.js.PublishMsg(ctx, m, opts...); err != nil {
+			return fmt.Errorf("publish to %s: %w", d.b.opts.DeadStream, err)
+		}
+		var err error
+		if reason != "" && serverAtLeast(d.b.nc.ConnectedServerVersion(), 2, 10, 4) {
+			err = d.msg.TermWithReason(reason)
+		} else {
+			// Older servers ignore a term with a reason.
+			err = d.msg.Term()
+		}
+		if err != nil {
+			return fmt.Errorf("term: %w", err)
+		}
+		return d.b.flush(ctx)
+	})
+}
+
+// settle runs do unless the delivery is settled, and marks it settled when
+// do succeeds; a failed settle may be retried.
+func (d *delivery) settle(op string, do func() error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.settled {
+		return ErrAlreadySettled
+	}
+	if err := do(); err != nil {
+		return fmt.Errorf("nats: %s %s: %w", op, d.subject, err)
+	}
+	d.settled = true
+	return nil
+}
+
+// flush waits until the server has received everything sent so far,
+// bounded by ctx, or by 5s if ctx has no deadline.
+func (b *Broker) flush(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	if err := b.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	return nil
+}
+
+// serverAtLeast reports whether the server version v ("2.10.4") is at least
+// major.minor.patch. An unknown version counts as older.
+func serverAtLeast(v string, major, minor, patch int) bool {
+	v, _, _ = strings.Cut(v, "-")
+	f := strings.Split(v, ".")
+	if len(f) != 3 {
+		return false
+	}
+	want := [3]int{major, minor, patch}
+	for i := range want {
+		n, err := strconv.Atoi(f[i])
+		if err != nil {
+			return false
+		}
+		if n != want[i] {
+			return n > want[i]
+		}
+	}
+	return true
+}
