@@ -33,6 +33,12 @@ type Config struct {
 	// Logger receives warnings (leaks, read pools unreachable at start).
 	// Default: slog.Default().
 	Logger *slog.Logger
+	// Release, when set, is the stack Open registers the pools' release
+	// in, after whatever it holds already: a service that opens its broker
+	// connection before its pools registers that first, and one Release
+	// closes the pools and then the broker. Default: a stack of the set's
+	// own.
+	Release *release.Stack
 }
 
 // Set is the pools a service opens once and shares among all its
@@ -43,7 +49,7 @@ type Set struct {
 	reads   []*Pool
 	log     *slog.Logger
 	leaks   *leakWatch
-	rel     release.Stack
+	rel     *release.Stack
 
 	mu      sync.Mutex
 	handles map[string]*Handle
@@ -56,12 +62,28 @@ type Set struct {
 // the primary until it answers. If Open fails, it releases what it had
 // opened and returns an error naming the pool that failed.
 func Open(ctx context.Context, cfg Config) (*Set, error) {
-	s := &Set{log: cfg.Logger, handles: make(map[string]*Handle)}
+	s := &Set{log: cfg.Logger, handles: make(map[string]*Handle), rel: cfg.Release}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	if s.rel == nil {
+		s.rel = new(release.Stack)
+	}
+	// What Open opens is registered in own until Open succeeds, so that a
+	// failure releases exactly that, and nothing the caller's stack held.
+	var own release.Stack
+	type step struct {
+		name    string
+		timeout time.Duration
+		fn      release.Func
+	}
+	var opened []step
+	register := func(name string, timeout time.Duration, fn release.Func) {
+		own.AddTimeout(name, timeout, fn)
+		opened = append(opened, step{name, timeout, fn})
+	}
 	fail := func(err error) (*Set, error) {
-		s.rel.Release(context.WithoutCancel(ctx))
+		own.Release(context.WithoutCancel(ctx))
 		return nil, err
 	}
 	if cfg.LeakThreshold > 0 {
@@ -76,7 +98,7 @@ func Open(ctx context.Context, cfg Config) (*Set, error) {
 	if err != nil {
 		return fail(err)
 	}
-	s.rel.AddTimeout("pool "+pc.Name, pc.CloseWait+3*time.Second, p.Close)
+	register("pool "+pc.Name, pc.CloseWait+3*time.Second, p.Close)
 	s.primary = p
 	if err := p.ping(ctx); err != nil {
 		return fail(err)
@@ -90,7 +112,7 @@ func Open(ctx context.Context, cfg Config) (*Set, error) {
 		if err != nil {
 			return fail(err)
 		}
-		s.rel.AddTimeout("pool "+rc.Name, rc.CloseWait+3*time.Second, r.Close)
+		register("pool "+rc.Name, rc.CloseWait+3*time.Second, r.Close)
 		s.reads = append(s.reads, r)
 		if err := r.ping(ctx); err != nil {
 			s.log.Warn("poolset: read pool unreachable at start; its reads go to the primary until it answers", "pool", rc.Name, "err", err)
@@ -98,7 +120,10 @@ func Open(ctx context.Context, cfg Config) (*Set, error) {
 	}
 	if s.leaks != nil {
 		s.leaks.start(s.pools())
-		s.rel.Add("leak watch", func(context.Context) error { s.leaks.stop(); return nil })
+		opened = append(opened, step{"leak watch", 0, func(context.Context) error { s.leaks.stop(); return nil }})
+	}
+	for _, st := range opened {
+		s.rel.AddTimeout(st.name, st.timeout, st.fn)
 	}
 	return s, nil
 }
@@ -171,8 +196,8 @@ func (s *Set) Register(name string, timeout time.Duration, fn release.Func) {
 	s.rel.AddTimeout(name, timeout, fn)
 }
 
-// Release closes everything the set opened and every registered resource,
-// last opened first, each within its own timeout and all within ctx. A step
+// Release closes everything the set opened and every registered resource
+// (and whatever Config.Release held before), last opened first, each within its own timeout and all within ctx. A step
 // that fails or times out does not stop the later ones. It is idempotent
 // and safe to call from several goroutines: all get the first result.
 func (s *Set) Release(ctx context.Context) (*release.Report, error) {

@@ -317,3 +317,25 @@ func serverAtLeast(v string, major, minor, patch int) bool {
 	}
 	return true
 }
+
+// AckBatch acks ds, deliveries of this source, without waiting for each
+// confirmation, then flushes the connection once: it returns when the
+// server has received every ack, bounded by ctx (5s if ctx has no
+// deadline). It implements worker.BatchAcker.
+func (s *Source) AckBatch(ctx context.Context, ds []worker.Delivery) error {
+	var errs []error
+	for _, wd := range ds {
+		d, ok := wd.(*delivery)
+		if !ok {
+			errs = append(errs, fmt.Errorf("nats: ack batch: %T is not a delivery of this source", wd))
+			continue
+		}
+		if err := d.settle("ack", d.msg.Ack); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := s.b.flush(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("nats: ack batch: %w", err))
+	}
+	return errors.Join(errs...)
+}

@@ -53,3 +53,36 @@ FROM products p LEFT JOIN (
 	c.OK = len(c.StockErrors) == 0
 	return c, nil
 }
+
+// Expected counts, among ids, the orders stored (each at most once: the
+// id is the primary key) and how many of those were accepted.
+type Expected struct {
+	Want     int64 `json:"want"`
+	Found    int64 `json:"found"`
+	Accepted int64 `json:"accepted"`
+	Rejected int64 `json:"rejected"`
+}
+
+// CountOrders looks up ids on the primary, in chunks of 1,000.
+func (s *Shop) CountOrders(ctx context.Context, ids []string) (Expected, error) {
+	e := Expected{Want: int64(len(ids))}
+	for len(ids) > 0 {
+		n := min(len(ids), 1000)
+		args := make([]any, n)
+		for i, id := range ids[:n] {
+			args[i] = id
+		}
+		ids = ids[n:]
+		var found, accepted int64
+		err := s.Orders.h.QueryRowContext(ctx,
+			"SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'accepted' THEN 1 ELSE 0 END), 0) FROM orders WHERE id IN ("+placeholders(n)+")", args...).
+			Scan(&found, &accepted)
+		if err != nil {
+			return e, fmt.Errorf("shop: count orders: %w", err)
+		}
+		e.Found += found
+		e.Accepted += accepted
+		e.Rejected += found - accepted
+	}
+	return e, nil
+}

@@ -70,3 +70,13 @@ type DeadLetter struct {
 	Reason  string `json:"reason"`
 	Data    []byte `json:"data"`
 }
+
+// BatchAcker is implemented by a Source that can ack many of its
+// deliveries for the cost of one round trip. The worker uses it, when
+// present, to ack a group of orders placed in one transaction.
+type BatchAcker interface {
+	// AckBatch acks ds and waits until the broker has received the acks.
+	// On error some acks may be lost: those messages come again, and the
+	// worker counts them as duplicates.
+	AckBatch(ctx context.Context, ds []Delivery) error
+}

@@ -94,6 +94,10 @@ type Summary struct {
 	Abandoned    int64 `json:"abandoned"`
 	SettleErrors int64 `json:"settle_errors"`
 	InFlight     int64 `json:"in_flight"`
+	// Busy is the time from the first message received to the last one
+	// settled; Rate is Acked over it, in messages a second.
+	Busy time.Duration `json:"busy_ns"`
+	Rate float64       `json:"rate"`
 	// Drained is false when the drain deadline or SkipDrain cut the drain
 	// short.
 	Drained bool `json:"drained"`
@@ -114,6 +118,7 @@ type Worker struct {
 	received, accepted, rejected, duplicates, registered   atomic.Int64
 	naked, deadLettered, abandoned, settleErrors, inFlight atomic.Int64
 	inFlightMsgs                                           atomic.Int64
+	firstAt, lastAt                                        atomic.Int64 // unix nanos of the first receive and the last settle
 	freed                                                  chan struct{}
 }
 
@@ -140,6 +145,10 @@ func (w *Worker) Stats() Summary {
 		InFlight: w.inFlightMsgs.Load(),
 	}
 	s.Acked = s.Accepted + s.Rejected + s.Duplicates + s.Registered
+	if first, last := w.firstAt.Load(), w.lastAt.Load(); first > 0 && last > first {
+		s.Busy = time.Duration(last - first)
+		s.Rate = float64(s.Acked) / s.Busy.Seconds()
+	}
 	return s
 }
 
@@ -207,6 +216,7 @@ func (w *Worker) intake(ctx, proc context.Context, wg *sync.WaitGroup) {
 		msgs, err := w.src.Fetch(ctx, int(free), w.cfg.FetchWait)
 		if len(msgs) > 0 {
 			last = time.Now()
+			w.firstAt.CompareAndSwap(0, last.UnixNano())
 			w.received.Add(int64(len(msgs)))
 			w.dispatch(proc, msgs, wg)
 		}
@@ -265,6 +275,7 @@ func (w *Worker) dispatch(proc context.Context, msgs []Delivery, wg *sync.WaitGr
 				w.fail(proc, d, err)
 			} else if w.ack(d) {
 				w.registered.Add(1)
+				w.lastAt.Store(time.Now().UnixNano())
 			}
 		}
 		w.inFlightMsgs.Add(-int64(len(userMsgs)))
@@ -301,9 +312,7 @@ func (w *Worker) place(proc context.Context, group []orderMsg) {
 		for attempt := 1; attempt <= groupAttempts && proc.Err() == nil; attempt++ {
 			placed, err := w.shop.PlaceOrders(proc, orders)
 			if err == nil {
-				for i, p := range placed {
-					w.settlePlaced(group[i].d, p)
-				}
+				w.settleGroup(group, placed)
 				return
 			}
 			w.log.Debug("worker: group failed", "orders", len(group), "attempt", attempt, "err", err)
@@ -321,10 +330,40 @@ func (w *Worker) place(proc context.Context, group []orderMsg) {
 	}
 }
 
-func (w *Worker) settlePlaced(d Delivery, p shop.Placed) {
-	if !w.ack(d) {
+// settleGroup acks a group placed in one transaction: in one round trip
+// when the source is a BatchAcker.
+func (w *Worker) settleGroup(group []orderMsg, placed []shop.Placed) {
+	ba, ok := w.src.(BatchAcker)
+	if !ok {
+		for i, p := range placed {
+			w.settlePlaced(group[i].d, p)
+		}
 		return
 	}
+	ds := make([]Delivery, len(group))
+	for i, m := range group {
+		ds[i] = m.d
+	}
+	ctx, cancel := w.settleCtx()
+	defer cancel()
+	if err := ba.AckBatch(ctx, ds); err != nil {
+		w.settleErrors.Add(int64(len(ds)))
+		w.log.Warn("worker: ack batch; its messages will come again and count as duplicates", "err", err)
+		return
+	}
+	for _, p := range placed {
+		w.count(p)
+	}
+}
+
+func (w *Worker) settlePlaced(d Delivery, p shop.Placed) {
+	if w.ack(d) {
+		w.count(p)
+	}
+}
+
+func (w *Worker) count(p shop.Placed) {
+	w.lastAt.Store(time.Now().UnixNano())
 	switch {
 	case p.Duplicate:
 		w.duplicates.Add(1)
@@ -372,6 +411,7 @@ func (w *Worker) deadLetter(d Delivery, reason string) {
 		return
 	}
 	w.deadLettered.Add(1)
+	w.lastAt.Store(time.Now().UnixNano())
 	w.log.Info("worker: dead-lettered", "subject", d.Subject(), "reason", reason)
 }
 
