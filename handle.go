@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 )
 
 // Handle is a repository's labelled view of a Set: every connection it takes
@@ -30,7 +31,11 @@ func (h *Handle) ExecContext(ctx context.Context, query string, args ...any) (sq
 	}
 	defer l.release()
 	h.primary.queries.Add(1)
-	return l.conn.ExecContext(ctx, query, args...)
+	res, err := l.conn.ExecContext(ctx, query, args...)
+	if err == nil {
+		l.recordPosition(ctx, causalFrom(ctx))
+	}
+	return res, err
 }
 
 // QueryContext runs a query on the primary. The returned Rows hold a
@@ -64,7 +69,11 @@ func (h *Handle) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 	if err != nil {
 		return nil, err
 	}
-	return l.beginTx(ctx, opts)
+	tx, err := l.beginTx(ctx, opts)
+	if err == nil {
+		tx.causal = causalFrom(ctx)
+	}
+	return tx, err
 }
 
 // Read returns the handle's view for reads that may be stale: they go to a
@@ -142,6 +151,15 @@ func (r *Reader) acquire(ctx context.Context, kind leaseKind) (*lease, error) {
 	l, err := p.acquire(ctx, rs, kind)
 	if err != nil && p.role == roleRead && ctx.Err() == nil {
 		return r.fallback(ctx, kind, err)
+	}
+	if c := causalFrom(ctx); err == nil && c != nil && p.role == roleRead {
+		if !l.caughtUp(ctx, c, r.h.set.rywWait) {
+			l.release()
+			r.h.primary.causalPrimary.Add(1)
+			r.h.primary.reads.Store(true)
+			return r.h.set.primary.acquire(ctx, r.h.primary, kind)
+		}
+		rs.causalReplica.Add(1)
 	}
 	return l, err
 }
@@ -250,7 +268,8 @@ func (r *Row) Scan(dest ...any) error {
 // repository that began it.
 type Tx struct {
 	*sql.Tx
-	l *lease
+	l      *lease
+	causal *causal // set when begun under ReadYourWrites
 }
 
 // ExecContext runs a statement in the transaction.
@@ -272,10 +291,18 @@ func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sq
 	return t.Tx.QueryRowContext(ctx, query, args...)
 }
 
-// Commit commits the transaction and returns the connection.
+// Commit commits the transaction and returns the connection. Under
+// ReadYourWrites it first records the primary's position, which costs one
+// round trip.
 func (t *Tx) Commit() error {
 	defer t.l.release()
-	return t.Tx.Commit()
+	err := t.Tx.Commit()
+	if err == nil && t.causal != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		t.l.recordPosition(ctx, t.causal)
+	}
+	return err
 }
 
 // Rollback aborts the transaction and returns the connection. After Commit

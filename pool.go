@@ -73,6 +73,24 @@ type PoolConfig struct {
 	// wrap driver.ErrBadConn, net.Error or io.ErrUnexpectedEOF count as
 	// broken connections in any case.
 	IsConnError func(error) bool
+	// Health, when set on a read pool, is run on one of the pool's
+	// connections every HealthInterval (and once at Open); while it returns an error
+	// the pool is out of the rotation and its reads go to another read pool
+	// or the primary. mysql.ReplicaHealth checks a replica's threads and
+	// lag. Default: none (always in the rotation while open).
+	Health func(ctx context.Context, conn *sql.Conn) error
+	// HealthInterval is how often Health runs. Default: 250 ms, so that a
+	// failing replica leaves the rotation within about a second.
+	HealthInterval time.Duration
+	// Position, on the primary, returns the replication position that the
+	// connection's last commit reached (MariaDB: @@last_gtid), so that
+	// reads under ReadYourWrites can wait for it. Default: none
+	// (ReadYourWrites reads then go to the primary).
+	Position func(ctx context.Context, conn *sql.Conn) (string, error)
+	// WaitPosition, on a read pool, waits up to timeout for the server to
+	// have applied pos and reports whether it did (MariaDB:
+	// MASTER_GTID_WAIT). Default: none (such reads go to the primary).
+	WaitPosition func(ctx context.Context, conn *sql.Conn, pos string, timeout time.Duration) (bool, error)
 	// CloseWait is how long Close waits for borrowed connections before it
 	// reports them and closes them itself. Default: 2 s.
 	CloseWait time.Duration
@@ -122,6 +140,8 @@ type Pool struct {
 	repos map[string]*repoStats
 	order []string
 	held  map[*lease]struct{}
+
+	health *health // nil without cfg.Health
 
 	closeOnce sync.Once
 	closeErr  error
@@ -259,6 +279,7 @@ func (p *Pool) timeoutError(wait time.Duration) error {
 func (p *Pool) Close(ctx context.Context) error {
 	p.closeOnce.Do(func() {
 		p.closed.Store(true)
+		p.stopHealth()
 		wctx, cancel := context.WithTimeout(ctx, p.cfg.CloseWait)
 		defer cancel()
 		tick := time.NewTicker(5 * time.Millisecond)
@@ -408,4 +429,6 @@ type repoStats struct {
 	leaks         atomic.Int64
 	fallbacks     atomic.Int64
 	fallbackFails atomic.Int64
+	causalReplica atomic.Int64 // read-your-writes reads a read pool served
+	causalPrimary atomic.Int64 // read-your-writes reads sent to the primary
 }

@@ -33,6 +33,9 @@ type Config struct {
 	// Logger receives warnings (leaks, read pools unreachable at start).
 	// Default: slog.Default().
 	Logger *slog.Logger
+	// ReadYourWritesWait bounds how long a read under ReadYourWrites waits
+	// for a read pool to reach the last write. Default: 100 ms.
+	ReadYourWritesWait time.Duration
 	// Release, when set, is the stack Open registers the pools' release
 	// in, after whatever it holds already: a service that opens its broker
 	// connection before its pools registers that first, and one Release
@@ -49,6 +52,7 @@ type Set struct {
 	reads   []*Pool
 	log     *slog.Logger
 	leaks   *leakWatch
+	rywWait time.Duration
 	rel     *release.Stack
 
 	mu      sync.Mutex
@@ -68,6 +72,10 @@ func Open(ctx context.Context, cfg Config) (*Set, error) {
 	}
 	if s.rel == nil {
 		s.rel = new(release.Stack)
+	}
+	s.rywWait = cfg.ReadYourWritesWait
+	if s.rywWait <= 0 {
+		s.rywWait = DefaultReadYourWritesWait
 	}
 	// What Open opens is registered in own until Open succeeds, so that a
 	// failure releases exactly that, and nothing the caller's stack held.
@@ -114,7 +122,12 @@ func Open(ctx context.Context, cfg Config) (*Set, error) {
 		}
 		register("pool "+rc.Name, rc.CloseWait+3*time.Second, r.Close)
 		s.reads = append(s.reads, r)
-		if err := r.ping(ctx); err != nil {
+		if rc.Health != nil {
+			r.startHealth(ctx)
+			if !r.usable() {
+				s.log.Warn("poolset: read pool unusable at start; it joins the rotation once its health check passes", "pool", rc.Name, "reason", *r.health.reason.Load())
+			}
+		} else if err := r.ping(ctx); err != nil {
 			s.log.Warn("poolset: read pool unreachable at start; its reads go to the primary until it answers", "pool", rc.Name, "err", err)
 		}
 	}
@@ -165,7 +178,7 @@ func (s *Set) HandleWithPolicy(name string, policy ReadPolicy) *Handle {
 func (s *Set) route(h *Handle) (*Pool, *repoStats, error) {
 	var best *Pool
 	for _, p := range s.reads {
-		if p.closed.Load() {
+		if !p.usable() {
 			continue
 		}
 		if best == nil || p.inUse.Load() < best.inUse.Load() {

@@ -15,6 +15,13 @@ type PoolStats struct {
 	Address  string `json:"address"` // password shown as ***
 	ReadOnly bool   `json:"read_only"`
 	Closed   bool   `json:"closed"`
+	// Healthy is false while a read pool's health check fails; Unhealthy
+	// says why. Leaves and Rejoins count its moves out of and back into
+	// the rotation.
+	Healthy   bool   `json:"healthy"`
+	Unhealthy string `json:"unhealthy,omitempty"`
+	Leaves    int64  `json:"leaves"`
+	Rejoins   int64  `json:"rejoins"`
 
 	MaxOpen int `json:"max_open"`
 	Open    int `json:"open"`
@@ -54,6 +61,12 @@ type RepoStats struct {
 	// usable; FallbackFailures counts those refused by FailWithoutReadPool.
 	Fallbacks        int64 `json:"fallbacks"`
 	FallbackFailures int64 `json:"fallback_failures"`
+	// ReadYourWritesReplica counts reads under ReadYourWrites that a read
+	// pool served after catching up (on that read pool's stats);
+	// ReadYourWritesPrimary those sent to the primary instead (on the
+	// primary's).
+	ReadYourWritesReplica int64 `json:"ryw_replica"`
+	ReadYourWritesPrimary int64 `json:"ryw_primary"`
 }
 
 // Stats returns a snapshot of the pool and of each repository that has used
@@ -65,7 +78,13 @@ func (p *Pool) Stats() PoolStats {
 		ReadOnly: p.cfg.ReadOnly, Closed: p.closed.Load(), MaxOpen: p.cfg.MaxOpen,
 		Open: db.OpenConnections, InUse: int(p.inUse.Load()), Idle: db.Idle, Waiting: int(p.waiting.Load()),
 		WaitCount: db.WaitCount, WaitDuration: db.WaitDuration,
-		Acquires: p.acquires.Load(), Timeouts: p.timeouts.Load(),
+		Acquires: p.acquires.Load(), Timeouts: p.timeouts.Load(), Healthy: p.usable(),
+	}
+	if h := p.health; h != nil {
+		st.Leaves, st.Rejoins = h.leaves.Load(), h.rejoins.Load()
+		if r := h.reason.Load(); r != nil && !h.ok.Load() {
+			st.Unhealthy = *r
+		}
 	}
 	p.mu.Lock()
 	repos := make([]*repoStats, 0, len(p.order))
@@ -75,7 +94,7 @@ func (p *Pool) Stats() PoolStats {
 	p.mu.Unlock()
 	for _, rs := range repos {
 		r := rs.snapshot()
-		if r.Use == "" && r.Fallbacks == 0 && r.FallbackFailures == 0 {
+		if r.Use == "" && r.Fallbacks == 0 && r.FallbackFailures == 0 && r.ReadYourWritesPrimary == 0 {
 			continue
 		}
 		st.Repos = append(st.Repos, r)
@@ -99,6 +118,7 @@ func (rs *repoStats) snapshot() RepoStats {
 		Wait: time.Duration(rs.waitNanos.Load()), Hold: time.Duration(rs.holdNanos.Load()),
 		LongestHold: time.Duration(rs.longest.Load()), Timeouts: rs.timeouts.Load(),
 		Leaks: rs.leaks.Load(), Fallbacks: rs.fallbacks.Load(), FallbackFailures: rs.fallbackFails.Load(),
+		ReadYourWritesReplica: rs.causalReplica.Load(), ReadYourWritesPrimary: rs.causalPrimary.Load(),
 	}
 }
 
@@ -130,6 +150,11 @@ func WriteTree(w io.Writer, pools []PoolStats) {
 		}
 		if p.Closed {
 			flags += ", closed"
+		} else if !p.Healthy {
+			flags += ", out of rotation: " + p.Unhealthy
+		}
+		if p.Leaves+p.Rejoins > 0 {
+			flags += fmt.Sprintf(", left the rotation %d times, rejoined %d", p.Leaves, p.Rejoins)
 		}
 		fmt.Fprintf(w, "%s (%s%s) %s\n", p.Name, p.Kind, flags, p.Address)
 		fmt.Fprintf(w, "│  max %d · open %d · in use %d · idle %d · acquired %d · full-pool waits %d (%s) · timeouts %d\n",
@@ -156,6 +181,12 @@ func WriteTree(w io.Writer, pools []PoolStats) {
 			}
 			if r.FallbackFailures > 0 {
 				fmt.Fprintf(w, " · refused reads %d", r.FallbackFailures)
+			}
+			if r.ReadYourWritesReplica > 0 {
+				fmt.Fprintf(w, " · read-your-writes served %d", r.ReadYourWritesReplica)
+			}
+			if r.ReadYourWritesPrimary > 0 {
+				fmt.Fprintf(w, " · read-your-writes to primary %d", r.ReadYourWritesPrimary)
 			}
 			fmt.Fprintln(w)
 		}

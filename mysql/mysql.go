@@ -20,7 +20,9 @@ import (
 // go-sql-driver/mysql form (user:password@tcp(host:port)/db?params). When
 // readOnly is true every session is made read-only (SET SESSION TRANSACTION
 // READ ONLY) as it connects, so that a write sent to the pool fails on the
-// server instead of writing; use it for replicas.
+// server instead of writing, and the pool gets a replica health check
+// (ReplicaHealth with DefaultMaxLag) and WaitPosition; use it for
+// replicas. Otherwise it gets Position, for read-your-writes.
 //
 // Unless dsn says otherwise it sets parseTime=true and
 // interpolateParams=true (statements with arguments take one round trip
@@ -47,13 +49,19 @@ func PoolConfig(dsn string, readOnly bool) (poolset.PoolConfig, error) {
 	if readOnly {
 		c = &readOnlyConnector{Connector: conn}
 	}
-	return poolset.PoolConfig{
+	pc := poolset.PoolConfig{
 		Kind:        "mysql",
 		Address:     redactConfig(cfg),
 		Connector:   c,
 		ReadOnly:    readOnly,
 		IsConnError: IsConnError,
-	}, nil
+	}
+	if readOnly {
+		pc.Health, pc.WaitPosition = ReplicaHealth(DefaultMaxLag), WaitPosition
+	} else {
+		pc.Position = Position
+	}
+	return pc, nil
 }
 
 // paramsOf reports which query parameters dsn sets explicitly.

@@ -339,3 +339,12 @@ func (s *Source) AckBatch(ctx context.Context, ds []worker.Delivery) error {
 	}
 	return errors.Join(errs...)
 }
+
+// PublishedAt returns when the stream stored the message, or the zero time
+// when the server did not say.
+func (d *delivery) PublishedAt() time.Time {
+	if d.stored == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, d.stored)
+}

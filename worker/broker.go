@@ -80,3 +80,10 @@ type BatchAcker interface {
 	// worker counts them as duplicates.
 	AckBatch(ctx context.Context, ds []Delivery) error
 }
+
+// Timestamped is implemented by a Delivery that knows when its message was
+// published (stored by the broker). The worker uses it to measure the time
+// from publish to ack.
+type Timestamped interface {
+	PublishedAt() time.Time
+}

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,6 +99,10 @@ type Summary struct {
 	// settled; Rate is Acked over it, in messages a second.
 	Busy time.Duration `json:"busy_ns"`
 	Rate float64       `json:"rate"`
+	// AckLatencyP50 and AckLatencyP99 are the times from publish to ack of
+	// the acked orders whose broker gives a publish time (zero otherwise).
+	AckLatencyP50 time.Duration `json:"ack_latency_p50_ns"`
+	AckLatencyP99 time.Duration `json:"ack_latency_p99_ns"`
 	// Drained is false when the drain deadline or SkipDrain cut the drain
 	// short.
 	Drained bool `json:"drained"`
@@ -115,11 +120,15 @@ type Worker struct {
 	skip     chan struct{}
 	skipOnce sync.Once
 
-	received, accepted, rejected, duplicates, registered   atomic.Int64
-	naked, deadLettered, abandoned, settleErrors, inFlight atomic.Int64
-	inFlightMsgs                                           atomic.Int64
-	firstAt, lastAt                                        atomic.Int64 // unix nanos of the first receive and the last settle
-	freed                                                  chan struct{}
+	received, accepted, rejected, duplicates, registered atomic.Int64
+	naked, deadLettered, abandoned, settleErrors         atomic.Int64
+	inFlightMsgs                                         atomic.Int64
+	firstAt, lastAt                                      atomic.Int64 // unix nanos of the first receive and the last settle
+	freed                                                chan struct{}
+
+	latMu     sync.Mutex
+	latencies []time.Duration // publish to ack of acked orders: the last maxLatencies
+	latNext   int
 }
 
 // New returns a worker that places s's orders from src.
@@ -145,6 +154,14 @@ func (w *Worker) Stats() Summary {
 		InFlight: w.inFlightMsgs.Load(),
 	}
 	s.Acked = s.Accepted + s.Rejected + s.Duplicates + s.Registered
+	w.latMu.Lock()
+	lat := slices.Clone(w.latencies)
+	w.latMu.Unlock()
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		s.AckLatencyP50 = lat[(len(lat)-1)*50/100]
+		s.AckLatencyP99 = lat[(len(lat)-1)*99/100]
+	}
 	if first, last := w.firstAt.Load(), w.lastAt.Load(); first > 0 && last > first {
 		s.Busy = time.Duration(last - first)
 		s.Rate = float64(s.Acked) / s.Busy.Seconds()
@@ -354,11 +371,36 @@ func (w *Worker) settleGroup(group []orderMsg, placed []shop.Placed) {
 	for _, p := range placed {
 		w.count(p)
 	}
+	w.acked(ds...)
 }
 
 func (w *Worker) settlePlaced(d Delivery, p shop.Placed) {
 	if w.ack(d) {
 		w.count(p)
+		w.acked(d)
+	}
+}
+
+// maxLatencies bounds the publish-to-ack samples kept for the percentiles.
+const maxLatencies = 1 << 16
+
+// acked records d's time from publish to ack, when its broker says when it
+// was published.
+func (w *Worker) acked(ds ...Delivery) {
+	now := time.Now()
+	w.latMu.Lock()
+	defer w.latMu.Unlock()
+	for _, d := range ds {
+		if ts, ok := d.(Timestamped); ok {
+			if at := ts.PublishedAt(); !at.IsZero() {
+				if len(w.latencies) < maxLatencies {
+					w.latencies = append(w.latencies, now.Sub(at))
+				} else {
+					w.latencies[w.latNext] = now.Sub(at)
+					w.latNext = (w.latNext + 1) % maxLatencies
+				}
+			}
+		}
 	}
 }
 

@@ -27,6 +27,8 @@ type app struct {
 	cache   *redis.ProductCache // nil without --redis
 	backend string              // "mysql" or "sqlite"
 	dbName  string              // the MySQL database, for server-side counts
+	broker  broker              // nil unless opened with openOpts.broker
+	rel     *release.Stack      // every release, in acquisition order
 }
 
 // dialectFor returns the shop dialect of the configured backend.
@@ -62,38 +64,57 @@ func setConfig(cfg config, log *slog.Logger) (poolset.Config, error) {
 		}
 		rc.Name = fmt.Sprintf("replica-%d", i+1)
 		rc.MaxOpen = cfg.MaxOpen
+		rc.Health = mysql.ReplicaHealth(cfg.MaxLag)
 		pc.Reads = append(pc.Reads, rc)
 	}
 	return pc, nil
 }
 
-// openApp opens the pool set and, when withCache and --redis are set, the
-// Redis client, registering each release as it opens it. If a step fails,
-// what was opened is released and the error names the setting that failed.
-func openApp(ctx context.Context, cfg config, withCache bool, log *slog.Logger) (*app, error) {
+// openOpts says what openApp opens besides the pool set.
+type openOpts struct {
+	cache  bool // the Redis cache, when --redis is set
+	broker bool // the broker connection (--broker, or the embedded NATS server)
+}
+
+// openApp opens, in this order, the broker connection (when opts.broker),
+// the pool set and the Redis cache (when opts.cache and --redis), and
+// registers each release in one stack the moment it is acquired, so that
+// release runs Redis, the pools, then the broker, as the seed does. If a
+// step fails, what was opened is released and the error names the setting
+// that failed.
+func openApp(ctx context.Context, cfg config, opts openOpts, log *slog.Logger) (*app, error) {
 	pc, err := setConfig(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	a := &app{dialect: dialectFor(cfg), backend: backendOf(cfg)}
+	a := &app{dialect: dialectFor(cfg), backend: backendOf(cfg), rel: new(release.Stack)}
 	if cfg.MySQL != "" {
 		a.dbName, _ = mysql.DatabaseName(cfg.MySQL)
 	}
+	fail := func(err error) (*app, error) {
+		a.release(ctx)
+		return nil, err
+	}
+	if opts.broker {
+		if a.broker, err = openBroker(ctx, cfg, a.rel, log); err != nil {
+			return fail(err)
+		}
+	}
+	pc.Release = a.rel
 	set, err := poolset.Open(ctx, pc)
 	if err != nil {
 		setting := "--data"
 		if cfg.MySQL != "" {
 			setting = "--mysql"
 		}
-		return nil, fmt.Errorf("%s: %w", setting, err)
+		return fail(fmt.Errorf("%s: %w", setting, err))
 	}
 	a.set = set
 	var cache shop.ProductCache
-	if withCache && cfg.Redis != "" {
+	if opts.cache && cfg.Redis != "" {
 		rc, err := redis.Open(ctx, redis.Options{URL: cfg.Redis})
 		if err != nil {
-			a.release(ctx)
-			return nil, fmt.Errorf("--redis: %w", err)
+			return fail(fmt.Errorf("--redis: %w", err))
 		}
 		set.Register("redis", 0, func(context.Context) error { return rc.Close() })
 		a.cache = redis.NewProductCache(rc, 0, log)
@@ -115,7 +136,7 @@ func backendOf(cfg config) string {
 func (a *app) release(ctx context.Context) (*release.Report, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
-	return a.set.Release(ctx)
+	return a.rel.Release(ctx)
 }
 
 // ensureDatabase creates the MySQL database the DSN names, for commands

@@ -47,7 +47,7 @@ func cmdBenchSharing(ctx context.Context, args []string, stdout, stderr io.Write
 	if err := ensureDatabase(ctx, cfg); err != nil {
 		return err
 	}
-	a, err := openApp(ctx, cfg, false, log)
+	a, err := openApp(ctx, cfg, openOpts{}, log)
 	if err != nil {
 		return err
 	}

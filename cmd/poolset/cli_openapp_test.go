@@ -101,7 +101,7 @@ func TestOpenAppRedisFailsAfterSQL(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 			defer cancel()
 			stop := peakSampler(admin, dbName)
-			a, err := openApp(ctx, cfg, true, log)
+			a, err := openApp(ctx, cfg, openOpts{cache: true}, log)
 			peak := stop()
 			if err == nil {
 				a.release(ctx)

@@ -23,10 +23,12 @@ type config struct {
 	MySQL         string        // --mysql [POOLSET_MYSQL_DSN]; empty = embedded SQLite
 	Replicas      []string      // --replica [POOLSET_REPLICA_DSN]
 	Redis         string        // --redis [POOLSET_REDIS_URL]; empty = no cache
+	Broker        string        // --broker [POOLSET_BROKER_URL]; empty = embedded NATS
 	Data          string        // --data [POOLSET_DATA]
 	JSON          bool          // --json
 	MaxOpen       int           // --max-open
 	LeakThreshold time.Duration // --leak-threshold
+	MaxLag        time.Duration // --max-lag
 }
 
 // replicaList is a repeatable, comma-separated flag.
@@ -66,6 +68,7 @@ func newFlagSet(name string, stderr io.Writer, cfg *config) (fs *flag.FlagSet) {
 	}
 	fs.Var(rl, "replica", "read pool `DSN`, repeatable or comma-separated [POOLSET_REPLICA_DSN]")
 	fs.StringVar(&cfg.Redis, "redis", os.Getenv("POOLSET_REDIS_URL"), "Redis `URL` for the product cache; empty = no cache [POOLSET_REDIS_URL]")
+	fs.StringVar(&cfg.Broker, "broker", os.Getenv("POOLSET_BROKER_URL"), "broker `URL`: nats://host:port or amqp://user:pass@host:port/; empty = embedded NATS [POOLSET_BROKER_URL]")
 	data := os.Getenv("POOLSET_DATA")
 	if data == "" {
 		data = "./poolset-data"
@@ -74,6 +77,7 @@ func newFlagSet(name string, stderr io.Writer, cfg *config) (fs *flag.FlagSet) {
 	fs.BoolVar(&cfg.JSON, "json", false, "print the final summary as one JSON object on stdout")
 	fs.IntVar(&cfg.MaxOpen, "max-open", 10, "most connections of each SQL pool (SQLite's primary always has 1)")
 	fs.DurationVar(&cfg.LeakThreshold, "leak-threshold", 0, "log connections held longer than this, with the acquiring stack (0 = off)")
+	fs.DurationVar(&cfg.MaxLag, "max-lag", time.Second, "a replica lagging more than this leaves the read rotation until it catches up")
 	return fs
 }
 
@@ -108,6 +112,9 @@ func parse(fs *flag.FlagSet, args []string, cfg *config) error {
 		if err := redis.CheckURL(cfg.Redis); err != nil {
 			return usagef("--redis: %v", err)
 		}
+	}
+	if b := cfg.Broker; b != "" && !strings.HasPrefix(b, "nats://") && !strings.HasPrefix(b, "amqp://") && !strings.HasPrefix(b, "amqps://") {
+		return usagef("--broker: want nats://host:port or amqp://user:pass@host:port/, got %s", redactAny(b))
 	}
 	if cfg.Data == "" {
 		return usagef("--data: must not be empty")

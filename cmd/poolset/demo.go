@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/poolset/poolset"
 	"github.com/poolset/poolset/redis"
 	"github.com/poolset/poolset/release"
 	"github.com/poolset/poolset/shop"
+	"github.com/poolset/poolset/worker"
 )
 
 // demoSummary is what demo prints, as text or as one JSON object.
@@ -23,7 +25,9 @@ type demoSummary struct {
 	Migrations int                 `json:"migrations_applied"`
 	Seeded     shop.SeedResult     `json:"seeded"`
 	Load       shop.MixResult      `json:"load"`
-	Verify     shop.Check          `json:"verify"`
+	Published  *loadResult         `json:"published,omitempty"`
+	Worker     *worker.Summary     `json:"worker,omitempty"`
+	Verify     verifyResult        `json:"verify"`
 	Pools      []poolset.PoolStats `json:"pools"`
 	Cache      *redis.CacheStats   `json:"cache"`
 	Release    *release.Report     `json:"release"`
@@ -37,6 +41,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	clients := fs.Int("clients", 32, "concurrent clients of the mixed load")
 	duration := fs.Duration("duration", 3*time.Second, "how long the mixed load runs (when --ops is 0)")
 	ops := fs.Int("ops", 0, "run exactly this many operations instead of --duration")
+	orders := fs.Int("orders", 20000, "orders to publish and process through the worker after the mixed load (0: none)")
+	var wc worker.Config
+	workerFlags(fs, &wc, nil)
 	if err := parse(fs, args, &cfg); err != nil {
 		return err
 	}
@@ -46,7 +53,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	if err := ensureDatabase(ctx, cfg); err != nil {
 		return err
 	}
-	a, err := openApp(ctx, cfg, true, log)
+	a, err := openApp(ctx, cfg, openOpts{cache: true, broker: *orders > 0}, log)
 	if err != nil {
 		return err
 	}
@@ -70,7 +77,29 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	})
 	sum.Load = mix.Run(ctx)
 	stopProgress()
-	if sum.Verify, err = a.shop.Verify(ctx); err != nil {
+	gen := orderGen{Prefix: fmt.Sprintf("demo-%d", time.Now().UnixNano()), Start: 1, Users: seed.Users, Products: seed.Products, UnknownEvery: 100}
+	if *orders > 0 && ctx.Err() == nil {
+		var done atomic.Int64
+		stop := progress(stderr, func() string { return progressBar("load", done.Load(), int64(*orders)) })
+		pub, err := publishOrders(ctx, a.broker.Publisher(), gen, *orders, 0, &done)
+		stop()
+		if err != nil {
+			return err
+		}
+		sum.Published = &pub
+		// The worker shuts down by the normal path once the queue is empty.
+		wc.Logger = log
+		empty := func(w *worker.Worker) bool {
+			n, err := a.broker.Pending(ctx)
+			return err == nil && n == 0 && w.Stats().InFlight == 0
+		}
+		ws, err := runWorker(ctx, nil, a, wc, "", stderr, empty)
+		if err != nil {
+			return err
+		}
+		sum.Worker = &ws.Worker
+	}
+	if sum.Verify, err = verifyShop(ctx, a, gen, *orders); err != nil {
 		return err
 	}
 	sum.Pools = a.set.Stats()
@@ -80,7 +109,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	}
 	report, relErr := a.release(ctx)
 	sum.Release = report
-	sum.OK = relErr == nil && sum.Verify.OK && sum.Load.Errors == 0 && ctx.Err() == nil
+	sum.OK = relErr == nil && sum.Verify.OK && sum.Load.Errors == 0 && ctx.Err() == nil && (sum.Worker == nil || sum.Worker.Abandoned == 0)
 	if cfg.JSON {
 		enc := json.NewEncoder(stdout)
 		if err := enc.Encode(sum); err != nil {
@@ -95,7 +124,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	case sum.Load.Errors > 0:
 		return fmt.Errorf("demo: %d operations failed, first: %v", sum.Load.Errors, sum.Load.FirstErrors)
 	case !sum.Verify.OK:
-		return fmt.Errorf("demo: verify failed: %v", sum.Verify.StockErrors)
+		return fmt.Errorf("demo: verify failed: %+v", sum.Verify)
+	case sum.Worker != nil && sum.Worker.Abandoned > 0:
+		return &exitError{code: exitAbandoned, msg: fmt.Sprintf("demo: %d messages abandoned", sum.Worker.Abandoned)}
 	case relErr != nil:
 		return fmt.Errorf("demo: release: %w", relErr)
 	}
@@ -107,7 +138,14 @@ func printDemo(w io.Writer, s demoSummary) {
 	fmt.Fprintf(w, "poolset demo (%s): %d migrations applied, seeded %d users and %d products\n", s.Backend, s.Migrations, s.Seeded.Users, s.Seeded.Products)
 	fmt.Fprintf(w, "load: %d clients, %d ops in %s = %.0f ops/s, p50 %s, p99 %s\n", l.Clients, l.Ops, l.Elapsed.Round(time.Millisecond), l.OpsPerSec, l.P50.Round(time.Microsecond), l.P99.Round(time.Microsecond))
 	fmt.Fprintf(w, "      %d user reads, %d product reads, %d orders (%d accepted, %d rejected), %d errors\n", l.UserReads, l.ProductReads, l.Orders, l.Accepted, l.Rejected, l.Errors)
-	fmt.Fprintf(w, "verify: %d orders (%d accepted, %d rejected), stock conserved on %d products: %v\n", s.Verify.Orders, s.Verify.Accepted, s.Verify.Rejected, s.Verify.Products, s.Verify.OK)
+	if p := s.Published; p != nil {
+		fmt.Fprintf(w, "published: %d orders in %s (%.0f/s), each confirmed by the broker\n", p.Orders, p.Elapsed.Round(time.Millisecond), p.PerSec)
+	}
+	if ws := s.Worker; ws != nil {
+		fmt.Fprintf(w, "worker: received %d · acked %d (accepted %d, rejected %d, duplicate %d) · nak'ed %d · dead-lettered %d · abandoned %d · %.0f messages/s\n",
+			ws.Received, ws.Acked, ws.Accepted, ws.Rejected, ws.Duplicates, ws.Naked, ws.DeadLettered, ws.Abandoned, ws.Rate)
+	}
+	printVerify(w, s.Verify)
 	fmt.Fprintln(w, "\npools:")
 	poolset.WriteTree(w, s.Pools)
 	if s.Cache != nil {

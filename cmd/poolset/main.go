@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 )
 
@@ -32,6 +33,14 @@ const (
 	exitRuntime = 1
 	exitUsage   = 2
 )
+
+// exitError ends a command with a code of its own.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
 
 // usageError is a usage or configuration error: exit code 2.
 type usageError struct{ msg string }
@@ -43,10 +52,93 @@ func usagef(format string, args ...any) error {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
+	sig := watchSignals()
+	code := run(sig.ctx, sig, os.Args[1:], os.Stdout, os.Stderr)
+	sig.stop()
 	os.Exit(code)
+}
+
+// exitNow is the exit code after a third signal: exit at once.
+const exitNow = 130
+
+// signals turns SIGINT and SIGTERM into the steps of a shutdown: the
+// first cancels ctx (stop intake, drain, release), the second runs the
+// hooks given to onSecond (skip the rest of the drain, still release), the
+// third exits the process at once with code 130.
+type signals struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	ch     chan os.Signal
+	quit   chan struct{}
+	done   chan struct{}
+
+	mu     sync.Mutex
+	hooks  []func()
+	count  int
+	second bool
+}
+
+func watchSignals() *signals {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &signals{ctx: ctx, cancel: cancel, ch: make(chan os.Signal, 3), quit: make(chan struct{}), done: make(chan struct{})}
+	signal.Notify(s.ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		defer close(s.done)
+		for {
+			select {
+			case <-s.quit:
+				return
+			case sg := <-s.ch:
+				s.mu.Lock()
+				s.count++
+				n := s.count
+				var hooks []func()
+				if n == 2 {
+					s.second, hooks = true, s.hooks
+				}
+				s.mu.Unlock()
+				switch n {
+				case 1:
+					fmt.Fprintf(os.Stderr, "poolset: %v: stopping intake and draining (again: skip the drain; a third time: exit now)\n", sg)
+					cancel()
+				case 2:
+					fmt.Fprintf(os.Stderr, "poolset: %v again: skipping the rest of the drain, still releasing\n", sg)
+					for _, h := range hooks {
+						h()
+					}
+				default:
+					fmt.Fprintf(os.Stderr, "poolset: %v a third time: exiting now\n", sg)
+					os.Exit(exitNow)
+				}
+			}
+		}
+	}()
+	return s
+}
+
+// onSecond registers h to run on the second signal, or at once if it has
+// come. It is safe on a nil *signals (no signals watched).
+func (s *signals) onSecond(h func()) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	second := s.second
+	if !second {
+		s.hooks = append(s.hooks, h)
+	}
+	s.mu.Unlock()
+	if second {
+		h()
+	}
+}
+
+// stop stops watching signals and waits for the watching goroutine.
+func (s *signals) stop() {
+	signal.Stop(s.ch)
+	close(s.quit)
+	<-s.done
+	s.cancel()
 }
 
 const usageText = `usage: poolset <command> [flags]
@@ -56,6 +148,10 @@ commands:
                   print the pools tree and the release report
   migrate         bring the schema up to date
   seed            store users and products
+  worker          process order and registration messages until signalled
+  load            publish orders (and registrations) to the broker
+  verify          check every order is stored once and stock is conserved
+  pair            start a MariaDB primary with GTID replicas, for trying --replica
   bench sharing   the mixed load on one shared primary pool vs one pool per repository
 
 Run 'poolset <command> -h' for its flags.
@@ -63,7 +159,7 @@ Run 'poolset <command> -h' for its flags.
 
 // run runs the command in args and returns the exit code. Logs go to
 // stderr; results to stdout.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, sig *signals, args []string, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usageText)
@@ -77,6 +173,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdMigrate(ctx, args[1:], stdout, stderr, log)
 	case "seed":
 		err = cmdSeed(ctx, args[1:], stdout, stderr, log)
+	case "worker":
+		err = cmdWorker(ctx, sig, args[1:], stdout, stderr, log)
+	case "load":
+		err = cmdLoad(ctx, args[1:], stdout, stderr, log)
+	case "verify":
+		err = cmdVerify(ctx, args[1:], stdout, stderr, log)
+	case "pair":
+		err = cmdPair(ctx, args[1:], stdout, stderr)
 	case "bench":
 		if len(args) < 2 || args[1] != "sharing" {
 			err = usagef("bench: unknown benchmark (want: poolset bench sharing)")
@@ -99,6 +203,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var ue *usageError
 	if errors.As(err, &ue) {
 		return exitUsage
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
 	}
 	return exitRuntime
 }

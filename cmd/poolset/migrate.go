@@ -29,7 +29,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 	if err := ensureDatabase(ctx, cfg); err != nil {
 		return err
 	}
-	a, err := openApp(ctx, cfg, false, log)
+	a, err := openApp(ctx, cfg, openOpts{}, log)
 	if err != nil {
 		return err
 	}
@@ -60,7 +60,7 @@ func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	if err := ensureDatabase(ctx, cfg); err != nil {
 		return err
 	}
-	a, err := openApp(ctx, cfg, false, log)
+	a, err := openApp(ctx, cfg, openOpts{}, log)
 	if err != nil {
 		return err
 	}

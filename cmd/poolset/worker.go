@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/poolset/poolset"
+	"github.com/poolset/poolset/metrics"
+	"github.com/poolset/poolset/release"
+	"github.com/poolset/poolset/shop"
+	"github.com/poolset/poolset/worker"
+)
+
+// exitAbandoned is the exit code of a worker whose drain was cut short:
+// it released everything, but handed messages back unfinished.
+const exitAbandoned = 3
+
+// workerSummary is what the worker prints at exit.
+type workerSummary struct {
+	Command string         `json:"command"`
+	Broker  string         `json:"broker"`
+	Backend string         `json:"backend"`
+	Worker  worker.Summary `json:"worker"`
+	Elapsed time.Duration  `json:"elapsed_ns"`
+	// PeakRSS is the process's peak resident memory, in KiB.
+	PeakRSS int64               `json:"peak_rss_kib"`
+	Pools   []poolset.PoolStats `json:"pools"`
+	Release *release.Report     `json:"release"`
+	OK      bool                `json:"ok"`
+}
+
+// workerFlags binds the worker's flags.
+func workerFlags(fs interface {
+	IntVar(*int, string, int, string)
+	DurationVar(*time.Duration, string, time.Duration, string)
+	StringVar(*string, string, string, string)
+}, wc *worker.Config, admin *string) {
+	fs.IntVar(&wc.Concurrency, "concurrency", 16, "transactions in flight")
+	fs.IntVar(&wc.Group, "group", 100, "most orders placed in one transaction when the queue is deep (1: one message per transaction)")
+	fs.IntVar(&wc.MaxDeliver, "max-deliver", 5, "deliveries before a failing message goes to the dead letter")
+	fs.DurationVar(&wc.DrainTimeout, "drain-timeout", 20*time.Second, "how long in-flight messages may finish after the first signal")
+	fs.DurationVar(&wc.ExitWhenIdle, "exit-when-idle", 0, "shut down, as on SIGTERM, once nothing arrived for this long (0: never)")
+	if admin != nil {
+		def := os.Getenv("POOLSET_ADMIN_ADDR")
+		if def == "" {
+			def = "127.0.0.1:9090"
+		}
+		fs.StringVar(admin, "admin", def, "`addr`ess of /healthz, /readyz and /metrics; empty: none [POOLSET_ADMIN_ADDR]")
+	}
+}
+
+func cmdWorker(ctx context.Context, sig *signals, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+	var cfg config
+	fs := newFlagSet("worker", stderr, &cfg)
+	var wc worker.Config
+	var admin string
+	workerFlags(fs, &wc, &admin)
+	if err := parse(fs, args, &cfg); err != nil {
+		return err
+	}
+	if err := ensureDatabase(ctx, cfg); err != nil {
+		return err
+	}
+	a, err := openApp(ctx, cfg, openOpts{cache: true, broker: true}, log)
+	if err != nil {
+		return err
+	}
+	defer a.release(ctx)
+	if _, err := shop.Migrate(ctx, a.set.Primary().DB(), a.dialect); err != nil {
+		return err
+	}
+	wc.Logger = log
+	sum, err := runWorker(ctx, sig, a, wc, admin, stderr, nil)
+	if err != nil {
+		return err
+	}
+	return finishWorker(ctx, a, sum, cfg.JSON, stdout)
+}
+
+// runWorker runs a worker on a's broker and shop until ctx is done (or it
+// is idle, or stop says so), serving the admin endpoint at admin when it is
+// not empty. The consumer's stop and the admin server's shutdown join a's
+// release.
+func runWorker(ctx context.Context, sig *signals, a *app, wc worker.Config, admin string, stderr io.Writer, until func(*worker.Worker) bool) (workerSummary, error) {
+	sum := workerSummary{Command: "worker", Broker: a.broker.Address(), Backend: a.backend}
+	src, err := a.broker.Source(ctx)
+	if err != nil {
+		return sum, fmt.Errorf("--broker: %w", err)
+	}
+	w := worker.New(a.shop, src, wc)
+	if admin != "" {
+		if err := serveAdmin(a, w, admin, wc.Logger); err != nil {
+			return sum, err
+		}
+	}
+	a.rel.Add("consumer", src.Stop)
+	sig.onSecond(w.SkipDrain)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	var last int64
+	lastAt := start
+	stop := progress(stderr, func() string {
+		s := w.Stats()
+		now := time.Now()
+		rate := float64(s.Acked-last) / now.Sub(lastAt).Seconds()
+		last, lastAt = s.Acked, now
+		line := fmt.Sprintf("worker: %d processed · %.0f/s · in flight %d", s.Acked+s.DeadLettered, rate, s.InFlight)
+		for _, p := range a.set.Stats() {
+			line += fmt.Sprintf(" · %s %d/%d", p.Name, p.InUse, p.MaxOpen)
+		}
+		if until != nil && until(w) {
+			cancel()
+		}
+		return line
+	})
+	sum.Worker = w.Run(runCtx)
+	stop()
+	sum.Elapsed = time.Since(start)
+	return sum, nil
+}
+
+// finishWorker takes the pools' figures, releases everything, prints the
+// summary and returns the error that sets the exit code.
+func finishWorker(ctx context.Context, a *app, sum workerSummary, asJSON bool, stdout io.Writer) error {
+	sum.Pools = a.set.Stats()
+	report, relErr := a.release(ctx)
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		sum.PeakRSS = ru.Maxrss // KiB on Linux
+	}
+	sum.Release = report
+	sum.OK = relErr == nil && sum.Worker.Abandoned == 0
+	if asJSON {
+		if err := json.NewEncoder(stdout).Encode(sum); err != nil {
+			return err
+		}
+	} else {
+		printWorker(stdout, sum)
+	}
+	switch {
+	case relErr != nil:
+		return fmt.Errorf("worker: release: %w", relErr)
+	case sum.Worker.Abandoned > 0:
+		return &exitError{code: exitAbandoned, msg: fmt.Sprintf("worker: %d messages unfinished at the drain deadline, handed back for redelivery", sum.Worker.Abandoned)}
+	}
+	return nil
+}
+
+func printWorker(w io.Writer, s workerSummary) {
+	ws := s.Worker
+	fmt.Fprintf(w, "worker (%s, %s): received %d · acked %d (accepted %d, rejected %d, duplicate %d, registered %d) · nak'ed %d · dead-lettered %d · abandoned %d\n",
+		s.Backend, s.Broker, ws.Received, ws.Acked, ws.Accepted, ws.Rejected, ws.Duplicates, ws.Registered, ws.Naked, ws.DeadLettered, ws.Abandoned)
+	fmt.Fprintf(w, "        ran %s; busy %s at %.0f messages/s; publish to ack p50 %s p99 %s; peak RSS %.1f MiB; drained: %v\n",
+		s.Elapsed.Round(time.Millisecond), ws.Busy.Round(time.Millisecond), ws.Rate, ws.AckLatencyP50.Round(time.Millisecond), ws.AckLatencyP99.Round(time.Millisecond), float64(s.PeakRSS)/1024, ws.Drained)
+	fmt.Fprintln(w, "\npools:")
+	poolset.WriteTree(w, s.Pools)
+	fmt.Fprintln(w, "\nrelease:")
+	fmt.Fprint(w, s.Release.String())
+}
+
+// serveAdmin serves /healthz, /readyz and /metrics at addr until the
+// release shuts the server down.
+func serveAdmin(a *app, w *worker.Worker, addr string, log *slog.Logger) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--admin: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.NewSetCollector(a.set), metrics.NewWorkerCollector(w))
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, _ *http.Request) { fmt.Fprintln(rw, "ok") })
+	mux.HandleFunc("/readyz", func(rw http.ResponseWriter, _ *http.Request) {
+		if !w.Ready() {
+			http.Error(rw, "not ready: shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(rw, "ready")
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("admin server stopped", "err", err)
+		}
+	}()
+	a.rel.AddTimeout("admin server", 2*time.Second, func(ctx context.Context) error {
+		err := srv.Shutdown(ctx)
+		<-done
+		return err
+	})
+	return nil
+}
+
+func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+	var cfg config
+	fs := newFlagSet("verify", stderr, &cfg)
+	g, _ := loadFlags(fs)
+	expect := fs.Int("expect-orders", 0, "check that orders PREFIX-START.. PREFIX-(START+N-1) are each stored exactly once")
+	if err := parse(fs, args, &cfg); err != nil {
+		return err
+	}
+	a, err := openApp(ctx, cfg, openOpts{}, log)
+	if err != nil {
+		return err
+	}
+	defer a.release(ctx)
+	res, err := verifyShop(ctx, a, *g, *expect)
+	if err != nil {
+		return err
+	}
+	if _, err := a.release(ctx); err != nil {
+		return fmt.Errorf("verify: release: %w", err)
+	}
+	if cfg.JSON {
+		json.NewEncoder(stdout).Encode(res)
+	} else {
+		printVerify(stdout, res)
+	}
+	if !res.OK {
+		return fmt.Errorf("verify: failed")
+	}
+	return nil
+}
+
+// verifyResult is what verify prints.
+type verifyResult struct {
+	Command  string         `json:"command"`
+	Check    shop.Check     `json:"check"`
+	Expected *shop.Expected `json:"expected,omitempty"`
+	OK       bool           `json:"ok"`
+}
+
+func verifyShop(ctx context.Context, a *app, g orderGen, expect int) (verifyResult, error) {
+	res := verifyResult{Command: "verify"}
+	var err error
+	if res.Check, err = a.shop.Verify(ctx); err != nil {
+		return res, err
+	}
+	res.OK = res.Check.OK
+	if expect > 0 {
+		e, err := a.shop.CountOrders(ctx, g.ids(expect))
+		if err != nil {
+			return res, err
+		}
+		res.Expected = &e
+		res.OK = res.OK && e.Found == e.Want
+	}
+	return res, nil
+}
+
+func printVerify(w io.Writer, r verifyResult) {
+	fmt.Fprintf(w, "verify: %d orders (%d accepted, %d rejected); stock conserved on %d products: %v\n",
+		r.Check.Orders, r.Check.Accepted, r.Check.Rejected, r.Check.Products, r.Check.OK)
+	for _, e := range r.Check.StockErrors {
+		fmt.Fprintf(w, "  %s\n", e)
+	}
+	if e := r.Expected; e != nil {
+		fmt.Fprintf(w, "verify: expected orders stored exactly once: %d of %d (%d accepted, %d rejected)\n", e.Found, e.Want, e.Accepted, e.Rejected)
+	}
+	fmt.Fprintf(w, "verify: ok: %v\n", r.OK)
+}

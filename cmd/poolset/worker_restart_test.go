@@ -1,0 +1,62 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/poolset/poolset/poolsettest"
+)
+
+// TestWorkerBrokerRestart: the broker goes away at ~30% and comes back;
+// the worker reconnects, finishes and exits 0, every order stored once.
+// NATS: the test's own nats-server process is stopped and started again.
+// RabbitMQ: the shared server is not restarted; it closes the worker's
+// connection instead (rabbitmqctl close_connection, only the worker's).
+func TestWorkerBrokerRestart(t *testing.T) {
+	for _, kind := range workerBrokers {
+		t.Run(kind, func(t *testing.T) {
+			if kind == "rabbitmq" {
+				if _, err := exec.LookPath("rabbitmqctl"); err != nil {
+					poolsettest.Skip(t, "rabbitmqctl not found: %v", err)
+				}
+			}
+			b := setupBroker(t, kind)
+			d := newShopDB(t, "poolset_t_wk_restart_"+kind)
+			seedShop(t, d)
+			loadOrders(t, b, wkOrders)
+
+			w := startWorker(t, d, b, "--group", "1", "--concurrency", "4", "--exit-when-idle", "5s")
+			at := waitOrders(t, d, w, wkOrders*3/10)
+			switch kind {
+			case "nats":
+				b.nats.Stop()
+				time.Sleep(time.Second) // the outage
+				b.nats.Start()
+				t.Logf("nats-server stopped at %d orders stored, started again 1s later", at)
+			case "rabbitmq":
+				ports, err := tcpPortsTo(w.cmd.Process.Pid, 5672)
+				if err != nil {
+					poolsettest.Skip(t, "worker's connections: %v", err)
+				}
+				n := closeRabbitConnections(t, ports, "test")
+				if n != 1 {
+					t.Fatalf("connections closed: got %d (client ports %v); want the worker's 1", n, ports)
+				}
+				t.Logf("worker's connection closed by the server at %d orders stored (%d stored once rabbitmqctl returned)", at, d.orders(t))
+			}
+
+			s := wantCleanExit(t, "worker", w)
+			r := w.wait()
+			if want := map[string]string{"nats": "nats: reconnected", "rabbitmq": "rabbitmq: reconnected"}[kind]; !strings.Contains(r.stderr, want) {
+				t.Errorf("worker log: got no %q; want it\n%s", want, tail(r.stderr, 30))
+			}
+			t.Logf("worker: %d duplicates, %d settle errors, %d nak'ed across the outage", s.Worker.Duplicates, s.Worker.SettleErrors, s.Worker.Naked)
+			if s.Worker.DeadLettered != 0 {
+				t.Errorf("dead-lettered: got %d; want 0", s.Worker.DeadLettered)
+			}
+			verifyOrders(t, d, wkOrders)
+		})
+	}
+}

@@ -1,0 +1,133 @@
+package rabbitmq
+
+import (
+	"context"
+	"fmt"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/poolset/poolset/worker"
+)
+
+// maxOutstanding is how many publishes may wait for their confirm before
+// Publish waits for the oldest.
+const maxOutstanding = 1000
+
+// Publisher publishes to the Broker's exchange on the Broker's one channel
+// in confirm mode, reopened after a reconnect. It implements
+// worker.Publisher and is safe for concurrent use.
+type Publisher struct {
+	b *Broker
+}
+
+// Publisher returns the Broker's Publisher. It opens nothing: the channel
+// opens at the first Publish.
+func (b *Broker) Publisher() *Publisher { return &Publisher{b: b} }
+
+// Publish publishes msgs, in order, as persistent messages with routing key
+// Subject and message-id ID, keeping up to 1000 unconfirmed, and returns
+// once the broker has confirmed them all, or with the first error: a nack,
+// the channel closing, or ctx ending. After an error some messages may have
+// been stored; publishing them again may duplicate them, which consumers
+// detect by ID. While the connection is down, Publish waits, up to ctx, for
+// the reconnect. A message whose routing key no queue is bound to is
+// confirmed and dropped.
+func (p *Publisher) Publish(ctx context.Context, msgs []worker.Message) error {
+	out := make([]outgoing, len(msgs))
+	for i, m := range msgs {
+		out[i] = outgoing{key: m.Subject, msg: amqp.Publishing{
+			DeliveryMode: amqp.Persistent,
+			MessageId:    m.ID,
+			Body:         m.Data,
+		}}
+	}
+	return p.b.publish(ctx, p.b.opts.Exchange, out)
+}
+
+type outgoing struct {
+	key string
+	msg amqp.Publishing
+}
+
+// publish publishes msgs to exchange on the confirm channel and waits for
+// every confirm.
+func (b *Broker) publish(ctx context.Context, exchange string, msgs []outgoing) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	ch, err := b.confirmChannel(ctx)
+	if err != nil {
+		return err
+	}
+	type sent struct {
+		i  int
+		dc *amqp.DeferredConfirmation
+	}
+	window := make([]sent, 0, min(len(msgs), maxOutstanding))
+	wait := func(s sent) error {
+		ok, err := s.dc.WaitContext(ctx)
+		switch {
+		case err != nil:
+			return fmt.Errorf("rabbitmq: publish to %s: waiting for confirm of message %d of %d: %w", exchange, s.i+1, len(msgs), err)
+		case !ok && ch.closed():
+			return fmt.Errorf("rabbitmq: publish to %s: channel closed before confirming message %d of %d", exchange, s.i+1, len(msgs))
+		case !ok:
+			return fmt.Errorf("rabbitmq: publish to %s: broker nacked message %d of %d (id %q)", exchange, s.i+1, len(msgs), msgs[s.i].msg.MessageId)
+		}
+		return nil
+	}
+	for i, m := range msgs {
+		if len(window) == maxOutstanding {
+			if err := wait(window[0]); err != nil {
+				return err
+			}
+			window = window[1:]
+		}
+		var dc *amqp.DeferredConfirmation
+		err := ch.send(func() (err error) {
+			dc, err = ch.PublishWithDeferredConfirmWithContext(ctx, exchange, m.key, false, false, m.msg)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("rabbitmq: publish to %s: message %d of %d: %w", exchange, i+1, len(msgs), err)
+		}
+		window = append(window, sent{i, dc})
+	}
+	for _, s := range window {
+		if err := wait(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// confirmChannel returns the publisher channel, opening it in confirm mode
+// when there is none or it has closed.
+func (b *Broker) confirmChannel(ctx context.Context) (*channel, error) {
+	b.pubMu.Lock()
+	defer b.pubMu.Unlock()
+	if b.pub != nil && !b.pub.closed() {
+		return b.pub, nil
+	}
+	b.pub = nil
+	conn, err := b.connection(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed { // Close has closed the publisher channel, or is about to
+		return nil, ErrClosed
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("rabbitmq: open publisher channel: %w", err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		ch.Close()
+		return nil, fmt.Errorf("rabbitmq: publisher channel confirm mode: %w", err)
+	}
+	b.pub = &channel{Channel: ch}
+	return b.pub, nil
+}
