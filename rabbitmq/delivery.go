@@ -160,3 +160,18 @@ func (d *Delivery) done(op string, send func() error) error {
 		return fmt.Errorf("rabbitmq: %s message %q: %w", op, d.d.MessageId, err)
 	}
 }
+
+// headerPublishedAt carries the publish time, in Unix nanoseconds.
+const headerPublishedAt = "x-poolset-published-at"
+
+// PublishedAt returns when the message was published, from the header the
+// Publisher sets, or the zero time when it has none.
+func (d *Delivery) PublishedAt() time.Time {
+	switch v := d.d.Headers[headerPublishedAt].(type) {
+	case int64:
+		return time.Unix(0, v)
+	case int32:
+		return time.Unix(0, int64(v))
+	}
+	return time.Time{}
+}

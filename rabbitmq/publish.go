@@ -3,6 +3,7 @@ package rabbitmq
 import (
 	"context"
 	"fmt"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -39,6 +40,8 @@ func (p *Publisher) Publish(ctx context.Context, msgs []worker.Message) error {
 			DeliveryMode: amqp.Persistent,
 			MessageId:    m.ID,
 			Body:         m.Data,
+			// AMQP's timestamp has whole seconds; the header has nanoseconds.
+			Headers: amqp.Table{headerPublishedAt: time.Now().UnixNano()},
 		}}
 	}
 	return p.b.publish(ctx, p.b.opts.Exchange, out)

@@ -34,6 +34,10 @@ type Config struct {
 	// is deep (each order still all or nothing). 1 places one order per
 	// transaction. Default: 1.
 	Group int
+	// GroupConcurrency is the most transactions of more than one order in
+	// flight. Groups lock many product rows each, in id order: more of
+	// them at once mostly wait on each other. Default: 2.
+	GroupConcurrency int
 	// MaxDeliver is the delivery after whose failure a message goes to the
 	// dead letter with its last error. Default: 5.
 	MaxDeliver int
@@ -60,6 +64,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Group <= 0 {
 		c.Group = 1
+	}
+	if c.GroupConcurrency <= 0 {
+		c.GroupConcurrency = 2
 	}
 	if c.MaxDeliver <= 0 {
 		c.MaxDeliver = 5
@@ -126,6 +133,8 @@ type Worker struct {
 	firstAt, lastAt                                      atomic.Int64 // unix nanos of the first receive and the last settle
 	freed                                                chan struct{}
 
+	groupSlots chan struct{} // one per group transaction in flight
+
 	latMu     sync.Mutex
 	latencies []time.Duration // publish to ack of acked orders: the last maxLatencies
 	latNext   int
@@ -134,7 +143,8 @@ type Worker struct {
 // New returns a worker that places s's orders from src.
 func New(s *shop.Shop, src Source, cfg Config) *Worker {
 	cfg.setDefaults()
-	return &Worker{shop: s, src: src, cfg: cfg, log: cfg.Logger, skip: make(chan struct{}), freed: make(chan struct{}, 1)}
+	return &Worker{shop: s, src: src, cfg: cfg, log: cfg.Logger, skip: make(chan struct{}), freed: make(chan struct{}, 1),
+		groupSlots: make(chan struct{}, cfg.GroupConcurrency)}
 }
 
 // Ready reports whether the worker is taking messages: true from Run's
@@ -212,7 +222,12 @@ func (w *Worker) Run(ctx context.Context) Summary {
 // intake fetches and dispatches messages until ctx is done or the worker
 // has been idle for ExitWhenIdle.
 func (w *Worker) intake(ctx, proc context.Context, wg *sync.WaitGroup) {
-	limit := int64(w.cfg.Concurrency * w.cfg.Group)
+	// The most messages taken and not yet settled: Concurrency single
+	// orders, or for groups, one group running and one waiting per slot.
+	limit := int64(w.cfg.Concurrency)
+	if w.cfg.Group > 1 {
+		limit = max(limit, int64(2*w.cfg.GroupConcurrency*w.cfg.Group))
+	}
 	last := time.Now()
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
@@ -231,6 +246,18 @@ func (w *Worker) intake(ctx, proc context.Context, wg *sync.WaitGroup) {
 			return
 		}
 		msgs, err := w.src.Fetch(ctx, int(free), w.cfg.FetchWait)
+		// When grouping, top a short batch up for a moment: a broker that
+		// pushes (RabbitMQ) hands over what has arrived so far, and small
+		// groups waste the group slots.
+		for lingerEnd := time.Now().Add(groupLinger); w.cfg.Group > 1 && err == nil && len(msgs) > 0 &&
+			len(msgs) < int(free) && len(msgs)%w.cfg.Group != 0 && time.Now().Before(lingerEnd); {
+			var more []Delivery
+			more, err = w.src.Fetch(ctx, int(free)-len(msgs), time.Until(lingerEnd))
+			if len(more) == 0 {
+				break
+			}
+			msgs = append(msgs, more...)
+		}
 		if len(msgs) > 0 {
 			last = time.Now()
 			w.firstAt.CompareAndSwap(0, last.UnixNano())
@@ -315,6 +342,9 @@ func (w *Worker) dispatch(proc context.Context, msgs []Delivery, wg *sync.WaitGr
 	}
 }
 
+// groupLinger is how long intake tops up a short batch when grouping.
+const groupLinger = 20 * time.Millisecond
+
 // groupAttempts bounds the runs of a group's transaction before its
 // orders are placed one by one.
 const groupAttempts = 3
@@ -322,6 +352,8 @@ const groupAttempts = 3
 // place places a group of orders and settles each message.
 func (w *Worker) place(proc context.Context, group []orderMsg) {
 	if len(group) > 1 {
+		w.groupSlots <- struct{}{}
+		defer func() { <-w.groupSlots }()
 		orders := make([]shop.Order, len(group))
 		for i, m := range group {
 			orders[i] = m.o
