@@ -153,6 +153,7 @@ commands:
   verify          check every order is stored once and stock is conserved
   pair            start a MariaDB primary with GTID replicas, for trying --replica
   bench sharing   the mixed load on one shared primary pool vs one pool per repository
+  bench reads     user reads on the primary alone vs with replicas, and read-your-writes
 
 Run 'poolset <command> -h' for its flags.
 `
@@ -182,11 +183,14 @@ func run(ctx context.Context, sig *signals, args []string, stdout, stderr io.Wri
 	case "pair":
 		err = cmdPair(ctx, args[1:], stdout, stderr)
 	case "bench":
-		if len(args) < 2 || args[1] != "sharing" {
-			err = usagef("bench: unknown benchmark (want: poolset bench sharing)")
-			break
+		switch {
+		case len(args) >= 2 && args[1] == "sharing":
+			err = cmdBenchSharing(ctx, args[2:], stdout, stderr, log)
+		case len(args) >= 2 && args[1] == "reads":
+			err = cmdBenchReads(ctx, args[2:], stdout, stderr, log)
+		default:
+			err = usagef("bench: unknown benchmark (want: poolset bench sharing|reads)")
 		}
-		err = cmdBenchSharing(ctx, args[2:], stdout, stderr, log)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK
