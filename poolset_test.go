@@ -451,3 +451,35 @@ func waitConnections(t *testing.T, db *sql.DB, dbName string, want int) {
 	}
 	t.Errorf("connections to %s: got %d; want %d", dbName, got, want)
 }
+
+func TestOpenFailureLeavesCallersStack(t *testing.T) {
+	ctx := context.Background()
+	var rel release.Stack
+	brokerClosed := false
+	rel.Add("broker", func(context.Context) error { brokerClosed = true; return nil })
+	primary, _, err := sqlite.PoolConfigs(filepath.Join(t.TempDir(), "ok.db"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := mysql.PoolConfig("root@tcp(127.0.0.1:1)/x", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad.ReadOnly = false // a read pool that is not read-only: Open must refuse it after opening the primary
+	_, err = poolset.Open(ctx, poolset.Config{Primary: primary, Reads: []poolset.PoolConfig{bad}, Release: &rel})
+	if err == nil || !strings.Contains(err.Error(), "must be read-only") {
+		t.Fatalf("Open: got %v; want the read pool refused", err)
+	}
+	if brokerClosed || rel.Len() != 1 {
+		t.Errorf("caller's stack after a failed Open: broker closed %v, %d steps; want untouched, 1 step", brokerClosed, rel.Len())
+	}
+
+	s, err := poolset.Open(ctx, poolset.Config{Primary: primary, Release: &rel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	report, err := s.Release(ctx)
+	if err != nil || len(report.Steps) != 2 || report.Steps[0].Name != "pool primary" || report.Steps[1].Name != "broker" || !brokerClosed {
+		t.Errorf("release: got %v, %v; want the pool, then the broker registered before it", report, err)
+	}
+}
