@@ -43,18 +43,7 @@ func cmdBenchReads(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if cfg.MySQL == "" || len(cfg.Replicas) == 0 {
 		return usagef("bench reads: needs --mysql and at least one --replica (see 'poolset pair')")
 	}
-	if err := ensureDatabase(ctx, cfg); err != nil {
-		return err
-	}
-	a, err := openApp(ctx, cfg, openOpts{}, log)
-	if err != nil {
-		return err
-	}
-	if _, err := shop.Migrate(ctx, a.set.Primary().DB(), a.dialect); err == nil {
-		_, err = a.shop.Seed(ctx, *seed)
-	}
-	a.release(ctx)
-	if err != nil {
+	if err := prepareBench(ctx, cfg, *seed, log); err != nil {
 		return err
 	}
 	var rows []readsRow
