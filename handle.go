@@ -3,6 +3,7 @@ package poolset
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -93,10 +94,14 @@ const (
 )
 
 // Reader runs reads that may be stale on a read pool. Sessions on read
-// pools are read-only, so a write sent through a Reader fails instead of
-// writing. A read whose read pool cannot give a working connection is
-// tried once on the primary (FallbackToPrimary) or fails with
-// ErrNoReadPool (FailWithoutReadPool); either is counted.
+// pools are read-only, and a read that goes to the primary (no read pool
+// usable) runs in a read-only transaction there, so a write sent through a
+// Reader fails instead of writing. (SQLite does not enforce read-only
+// transactions; its read pool is only left when closed.) A read whose read
+// pool cannot give a working connection is tried once on the primary
+// (FallbackToPrimary) or fails with ErrNoReadPool (FailWithoutReadPool);
+// either is counted, and the read pool leaves the rotation until its next
+// health check passes.
 type Reader struct{ h *Handle }
 
 // QueryContext runs a query on a read pool.
@@ -107,6 +112,7 @@ func (r *Reader) QueryContext(ctx context.Context, query string, args ...any) (*
 	}
 	rows, err := l.query(ctx, query, args)
 	if err != nil && l.pool.role == roleRead && l.pool.isConnError(ctx, err) {
+		l.pool.markDown(err)
 		if l, err = r.fallback(ctx, kindRows, err); err == nil {
 			return l.query(ctx, query, args)
 		}
@@ -123,6 +129,7 @@ func (r *Reader) QueryRowContext(ctx context.Context, query string, args ...any)
 	}
 	row := l.queryRow(ctx, query, args)
 	if row.err != nil && l.pool.role == roleRead && l.pool.isConnError(ctx, row.err) {
+		l.pool.markDown(row.err)
 		if l, err = r.fallback(ctx, kindRow, row.err); err != nil {
 			return &Row{err: err}
 		}
@@ -150,6 +157,9 @@ func (r *Reader) acquire(ctx context.Context, kind leaseKind) (*lease, error) {
 	}
 	l, err := p.acquire(ctx, rs, kind)
 	if err != nil && p.role == roleRead && ctx.Err() == nil {
+		if !errors.Is(err, ErrAcquireTimeout) {
+			p.markDown(err)
+		}
 		return r.fallback(ctx, kind, err)
 	}
 	if c := causalFrom(ctx); err == nil && c != nil && p.role == roleRead {
@@ -157,9 +167,18 @@ func (r *Reader) acquire(ctx context.Context, kind leaseKind) (*lease, error) {
 			l.release()
 			r.h.primary.causalPrimary.Add(1)
 			r.h.primary.reads.Store(true)
-			return r.h.set.primary.acquire(ctx, r.h.primary, kind)
+			return readOnly(r.h.set.primary.acquire(ctx, r.h.primary, kind))
 		}
 		rs.causalReplica.Add(1)
+	}
+	return readOnly(l, err)
+}
+
+// readOnly marks a lease on the primary that serves a Reader, so that its
+// statements run in a read-only transaction.
+func readOnly(l *lease, err error) (*lease, error) {
+	if err == nil && l.pool.role == rolePrimary {
+		l.readOnly = true
 	}
 	return l, err
 }
@@ -172,12 +191,34 @@ func (r *Reader) fallback(ctx context.Context, kind leaseKind, cause error) (*le
 	}
 	h.primary.fallbacks.Add(1)
 	h.primary.reads.Store(true)
-	return h.set.primary.acquire(ctx, h.primary, kind)
+	return readOnly(h.set.primary.acquire(ctx, h.primary, kind))
+}
+
+// queryer returns what l's statements run on: the connection, or for a
+// Reader's lease on the primary a read-only transaction on it, which the
+// lease rolls back when it is released.
+func (l *lease) queryer(ctx context.Context) (interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, error) {
+	if !l.readOnly {
+		return l.conn, nil
+	}
+	tx, err := l.conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	l.setTx(tx)
+	return tx, nil
 }
 
 func (l *lease) query(ctx context.Context, q string, args []any) (*Rows, error) {
 	l.repo.queries.Add(1)
-	rows, err := l.conn.QueryContext(ctx, q, args...)
+	qr, err := l.queryer(ctx)
+	if err != nil {
+		l.release()
+		return nil, err
+	}
+	rows, err := qr.QueryContext(ctx, q, args...)
 	if err != nil {
 		l.release()
 		return nil, err
@@ -188,7 +229,12 @@ func (l *lease) query(ctx context.Context, q string, args []any) (*Rows, error) 
 
 func (l *lease) queryRow(ctx context.Context, q string, args []any) *Row {
 	l.repo.queries.Add(1)
-	rows, err := l.conn.QueryContext(ctx, q, args...)
+	qr, err := l.queryer(ctx)
+	if err != nil {
+		l.release()
+		return &Row{err: err}
+	}
+	rows, err := qr.QueryContext(ctx, q, args...)
 	if err != nil {
 		l.release()
 		return &Row{err: err}
@@ -198,6 +244,14 @@ func (l *lease) queryRow(ctx context.Context, q string, args []any) *Row {
 }
 
 func (l *lease) beginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) {
+	if l.readOnly {
+		ro := sql.TxOptions{ReadOnly: true}
+		if opts != nil {
+			ro.Isolation = opts.Isolation
+		}
+		opts = &ro
+		l.readOnly = false // the transaction is the caller's to end
+	}
 	tx, err := l.conn.BeginTx(ctx, opts)
 	if err != nil {
 		l.release()

@@ -73,8 +73,10 @@ type PoolConfig struct {
 	// wrap driver.ErrBadConn, net.Error or io.ErrUnexpectedEOF count as
 	// broken connections in any case.
 	IsConnError func(error) bool
-	// Health, when set on a read pool, is run on one of the pool's
-	// connections every HealthInterval (and once at Open); while it returns an error
+	// Health, when set on a read pool, is run on a connection of its own
+	// (one of the pool's MaxOpen: the pool lends MaxOpen-1) every
+	// HealthInterval and once at Open, so that a hung server is noticed
+	// even while every lent connection is stuck; while it returns an error
 	// the pool is out of the rotation and its reads go to another read pool
 	// or the primary. mysql.ReplicaHealth checks a replica's threads and
 	// lag. Default: none (always in the rotation while open).
@@ -152,8 +154,12 @@ func openPool(ctx context.Context, cfg PoolConfig, role string, log *slog.Logger
 		return nil, fmt.Errorf("poolset: pool %s: no connector", cfg.Name)
 	}
 	db := sql.OpenDB(cfg.Connector)
-	db.SetMaxOpenConns(cfg.MaxOpen)
-	db.SetMaxIdleConns(cfg.MaxIdle)
+	lend := cfg.MaxOpen
+	if cfg.Health != nil && lend > 1 {
+		lend-- // the health check's connection is one of MaxOpen
+	}
+	db.SetMaxOpenConns(lend)
+	db.SetMaxIdleConns(min(cfg.MaxIdle, lend))
 	db.SetConnMaxLifetime(max(cfg.MaxLifetime, 0))
 	db.SetConnMaxIdleTime(max(cfg.MaxIdleTime, 0))
 	p := &Pool{
@@ -344,6 +350,7 @@ type lease struct {
 
 	done     atomic.Bool
 	reported atomic.Bool // logged by the leak watch once
+	readOnly bool        // a Reader's lease on the primary: statements run in a read-only transaction
 
 	mu    sync.Mutex // guards rows and tx for forceClose
 	rows  *sql.Rows
@@ -360,6 +367,14 @@ func (l *lease) release() {
 		return
 	}
 	hold := time.Since(l.start)
+	if l.readOnly {
+		l.mu.Lock()
+		tx := l.tx
+		l.mu.Unlock()
+		if tx != nil {
+			tx.Rollback()
+		}
+	}
 	l.conn.Close()
 	p := l.pool
 	p.mu.Lock()
