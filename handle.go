@@ -94,9 +94,10 @@ const (
 )
 
 // Reader runs reads that may be stale on a read pool. Sessions on read
-// pools are read-only, and a read that goes to the primary (no read pool
-// usable) runs in a read-only transaction there, so a write sent through a
-// Reader fails instead of writing. (SQLite does not enforce read-only
+// pools are read-only, and a read that goes to the primary because no read
+// pool is usable runs in a read-only transaction there, so a write sent
+// through a Reader fails instead of writing. In a set with no read pool
+// configured, a Reader is the primary, as it is. (SQLite does not enforce read-only
 // transactions; its read pool is only left when closed.) A read whose read
 // pool cannot give a working connection is tried once on the primary
 // (FallbackToPrimary) or fails with ErrNoReadPool (FailWithoutReadPool);
@@ -174,10 +175,12 @@ func (r *Reader) acquire(ctx context.Context, kind leaseKind) (*lease, error) {
 	return readOnly(l, err)
 }
 
-// readOnly marks a lease on the primary that serves a Reader, so that its
-// statements run in a read-only transaction.
+// readOnly marks a lease on the primary that serves a Reader in place of
+// a read pool, so that its statements run in a read-only transaction
+// (which costs two round trips more). In a set without read pools the
+// primary is where reads belong, and it is used as it is.
 func readOnly(l *lease, err error) (*lease, error) {
-	if err == nil && l.pool.role == rolePrimary {
+	if err == nil && l.pool.role == rolePrimary && len(l.pool.set.reads) > 0 {
 		l.readOnly = true
 	}
 	return l, err

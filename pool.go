@@ -126,6 +126,7 @@ func (c *PoolConfig) setDefaults(name string) {
 // It wraps a *sql.DB and counts, per repository, who holds connections and
 // who waits for them. It is safe for concurrent use.
 type Pool struct {
+	set    *Set // the set the pool belongs to
 	cfg    PoolConfig
 	role   string // "primary" or "read"
 	db     *sql.DB
@@ -149,7 +150,7 @@ type Pool struct {
 	closeErr  error
 }
 
-func openPool(ctx context.Context, cfg PoolConfig, role string, log *slog.Logger, leaks *leakWatch) (*Pool, error) {
+func openPool(ctx context.Context, s *Set, cfg PoolConfig, role string, log *slog.Logger, leaks *leakWatch) (*Pool, error) {
 	if cfg.Connector == nil {
 		return nil, fmt.Errorf("poolset: pool %s: no connector", cfg.Name)
 	}
@@ -163,6 +164,7 @@ func openPool(ctx context.Context, cfg PoolConfig, role string, log *slog.Logger
 	db.SetConnMaxLifetime(max(cfg.MaxLifetime, 0))
 	db.SetConnMaxIdleTime(max(cfg.MaxIdleTime, 0))
 	p := &Pool{
+		set:   s,
 		cfg:   cfg,
 		role:  role,
 		db:    db,

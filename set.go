@@ -102,7 +102,7 @@ func Open(ctx context.Context, cfg Config) (*Set, error) {
 	if pc.ReadOnly {
 		return fail(fmt.Errorf("poolset: pool %s: the primary cannot be read-only", pc.Name))
 	}
-	p, err := openPool(ctx, pc, rolePrimary, s.log, s.leaks)
+	p, err := openPool(ctx, s, pc, rolePrimary, s.log, s.leaks)
 	if err != nil {
 		return fail(err)
 	}
@@ -116,7 +116,7 @@ func Open(ctx context.Context, cfg Config) (*Set, error) {
 		if !rc.ReadOnly {
 			return fail(fmt.Errorf("poolset: pool %s: a read pool must be read-only", rc.Name))
 		}
-		r, err := openPool(ctx, rc, roleRead, s.log, s.leaks)
+		r, err := openPool(ctx, s, rc, roleRead, s.log, s.leaks)
 		if err != nil {
 			return fail(err)
 		}
