@@ -39,7 +39,7 @@ func openBroker(ctx context.Context, cfg config, rel *release.Stack, log *slog.L
 		url = srv.URL()
 		fallthrough
 	case strings.HasPrefix(url, "nats://"):
-		b, err := nats.Open(ctx, nats.Options{URL: url, Logger: log})
+		b, err := nats.Open(ctx, nats.Options{URL: url, Logger: log, AckWait: cfg.AckWait})
 		if err != nil {
 			return nil, fmt.Errorf("--broker: %w", err)
 		}

@@ -29,6 +29,7 @@ type config struct {
 	MaxOpen       int           // --max-open
 	LeakThreshold time.Duration // --leak-threshold
 	MaxLag        time.Duration // --max-lag
+	AckWait       time.Duration // --ack-wait
 }
 
 // replicaList is a repeatable, comma-separated flag.
@@ -77,6 +78,7 @@ func newFlagSet(name string, stderr io.Writer, cfg *config) (fs *flag.FlagSet) {
 	fs.BoolVar(&cfg.JSON, "json", false, "print the final summary as one JSON object on stdout")
 	fs.IntVar(&cfg.MaxOpen, "max-open", 10, "most connections of each SQL pool (SQLite's primary always has 1)")
 	fs.DurationVar(&cfg.LeakThreshold, "leak-threshold", 0, "log connections held longer than this, with the acquiring stack (0 = off)")
+	fs.DurationVar(&cfg.AckWait, "ack-wait", 30*time.Second, "NATS: how long a message taken by a worker that died stays invisible before it is redelivered")
 	fs.DurationVar(&cfg.MaxLag, "max-lag", time.Second, "a replica lagging more than this leaves the read rotation until it catches up")
 	return fs
 }
@@ -91,6 +93,9 @@ func parse(fs *flag.FlagSet, args []string, cfg *config) error {
 	}
 	if fs.NArg() > 0 {
 		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	if cfg.AckWait <= 0 {
+		return usagef("--ack-wait: must be positive, got %s", cfg.AckWait)
 	}
 	if cfg.MaxOpen <= 0 {
 		return usagef("--max-open: must be positive, got %d", cfg.MaxOpen)

@@ -8,11 +8,17 @@
 //	poolset demo    [flags]   migrate, seed, run a mixed load, print the pools tree and the release report
 //	poolset migrate [flags]   bring the schema up to date
 //	poolset seed    [flags]   store users and products
-//	poolset bench sharing [flags]   one shared pool vs one pool per repository (MariaDB/MySQL)
+//	poolset worker  [flags]   process order messages until signalled
+//	poolset load    [flags]   publish orders to the broker
+//	poolset verify  [flags]   check every order is stored once and stock is conserved
+//	poolset pair    [flags]   start a MariaDB primary with GTID replicas
+//	poolset bench sharing|reads [flags]   benchmarks (MariaDB/MySQL)
 //
 // Every subcommand that opens pools takes --mysql, --replica, --redis,
 // --data and --json (see README.md). Exit codes: 0 success, 1 runtime
-// failure, 2 usage or configuration error.
+// failure, 2 usage or configuration error, 3 a worker released everything
+// but handed unfinished messages back at the drain deadline, 130 a third
+// signal (exit at once).
 package main
 
 import (

@@ -11,13 +11,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,11 +28,12 @@ import (
 )
 
 // The worker tests run the binary's seed, load, worker and verify commands
-// against the real MariaDB and one broker at a time. Each test has a
-// database of its own; on NATS each has a nats-server process of its own
-// (poolsettest.StartServerProcess), and on RabbitMQ, whose exchange and
-// queue names are fixed, each holds the cross-process "rabbitmq" lock and
-// starts from purged queues.
+// against the real MariaDB and one broker at a time, as subtests "nats" and
+// "rabbitmq". Each subtest has a database of its own. On NATS each has a
+// nats-server process of its own (poolsettest.StartServerProcess). On
+// RabbitMQ, whose exchange and queue names are fixed, each holds the
+// cross-process "rabbitmq" lock, uses the tests' own vhost when rabbitmqctl
+// can make it, and starts from purged queues.
 
 // workerBrokers are the brokers each worker test runs on, as subtests.
 var workerBrokers = []string{"nats", "rabbitmq"}
@@ -69,9 +70,9 @@ func setupBroker(t *testing.T, kind string) testBroker {
 		p := poolsettest.StartServerProcess(t)
 		return testBroker{kind: kind, url: p.URL(), nats: p}
 	case "rabbitmq":
-		url := poolsettest.AMQPURL(t)
+		amqpURL := rabbitTestURL(t, poolsettest.AMQPURL(t))
 		poolsettest.LockServer(t, "rabbitmq")
-		b := openTestBroker(t, testBroker{kind: kind, url: url})
+		b := openTestBroker(t, testBroker{kind: kind, url: amqpURL})
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		defer cancel()
 		if err := b.Purge(ctx); err != nil {
@@ -80,7 +81,7 @@ func setupBroker(t *testing.T, kind string) testBroker {
 		if err := b.Close(ctx); err != nil {
 			t.Fatalf("close: %v", err)
 		}
-		return testBroker{kind: kind, url: url}
+		return testBroker{kind: kind, url: amqpURL}
 	}
 	t.Fatalf("unknown broker %q", kind)
 	return testBroker{}
@@ -153,7 +154,7 @@ func (d shopDB) orders(t *testing.T) int {
 // seedShop seeds d's users and products; it fails t unless seed exits 0.
 func seedShop(t *testing.T, d shopDB) {
 	t.Helper()
-	r := runPoolset(t, nil, "seed", "--mysql", d.dsn, "--users", wkUsers, "--products", wkProducts, "--stock", wkStock)
+	r := runPoolset(t, quickExit(), "seed", "--mysql", d.dsn, "--users", wkUsers, "--products", wkProducts, "--stock", wkStock)
 	if r.code != exitOK {
 		t.Fatalf("seed: got exit code %d; want 0\nstderr:\n%s", r.code, r.stderr)
 	}
@@ -162,17 +163,17 @@ func seedShop(t *testing.T, d shopDB) {
 // loadOrders publishes orders o-1..o-n to b; it fails t unless load exits 0.
 func loadOrders(t *testing.T, b testBroker, n int) {
 	t.Helper()
-	r := runPoolset(t, nil, "load", "--broker", b.url, "--orders", strconv.Itoa(n), "--users", wkUsers, "--products", wkProducts, "--json")
+	r := runPoolset(t, quickExit(), "load", "--broker", b.url, "--orders", strconv.Itoa(n), "--users", wkUsers, "--products", wkProducts, "--json")
 	if r.code != exitOK {
 		t.Fatalf("load: got exit code %d; want 0\nstderr:\n%s", r.code, r.stderr)
 	}
 }
 
-// verifyShop runs verify --expect-orders n on d and returns its result; it
+// verifyOrders runs verify --expect-orders n on d and returns its result; it
 // fails t unless verify exits 0 and reports ok.
 func verifyOrders(t *testing.T, d shopDB, n int) verifyResult {
 	t.Helper()
-	r := runPoolset(t, nil, "verify", "--mysql", d.dsn, "--expect-orders", strconv.Itoa(n), "--json")
+	r := runPoolset(t, quickExit(), "verify", "--mysql", d.dsn, "--expect-orders", strconv.Itoa(n), "--json")
 	var res verifyResult
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
 		t.Fatalf("verify: stdout is not JSON: %v\nstdout:\n%s\nstderr:\n%s", err, r.stdout, r.stderr)
@@ -187,6 +188,14 @@ func verifyOrders(t *testing.T, d shopDB, n int) verifyResult {
 		t.Errorf("verify: got stock errors %v; want none", res.Check.StockErrors)
 	}
 	return res
+}
+
+// quickExit returns the environment that drops the race detector's sleep
+// of a second at exit (GORACE atexit_sleep_ms, default 1000) from the
+// binary TestMain built with -race, keeping any other GORACE option, so
+// that the time from a signal to the exit is the program's own.
+func quickExit() []string {
+	return []string{"GORACE=" + strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0")}
 }
 
 // syncBuffer is a bytes.Buffer safe to read while a process writes to it.
@@ -228,7 +237,7 @@ func startWorker(t *testing.T, d shopDB, b testBroker, args ...string) *workerPr
 	w := &workerProc{t: t, done: make(chan struct{})}
 	w.cmd = exec.CommandContext(ctx, poolsetBin, all...)
 	w.cmd.Dir = t.TempDir()
-	w.cmd.Env = cleanEnv()
+	w.cmd.Env = cleanEnv(quickExit()...)
 	w.cmd.Stdout, w.cmd.Stderr = &w.stdout, &w.stderr
 	if err := w.cmd.Start(); err != nil {
 		cancel()
@@ -357,8 +366,8 @@ func freeAddr(t *testing.T) string {
 
 // httpGet returns the status and body of GET url, or status 0 when the
 // request fails.
-func httpGet(client *http.Client, url string) (int, string) {
-	resp, err := client.Get(url)
+func httpGet(client *http.Client, rawURL string) (int, string) {
+	resp, err := client.Get(rawURL)
 	if err != nil {
 		return 0, ""
 	}
@@ -428,38 +437,98 @@ func hexPort(addr string) int {
 	return int(p)
 }
 
-// closeRabbitConnections has the RabbitMQ server close, with reason, each
-// AMQP connection whose client port is in ports, with rabbitmqctl. It
-// returns how many it closed.
-func closeRabbitConnections(t *testing.T, ports []int, reason string) int {
+// rabbitConnections returns the rabbitmqctl connection ids (Erlang pids)
+// of the AMQP connections whose client port is in ports.
+func rabbitConnections(t *testing.T, ports []int) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "rabbitmqctl", "--quiet", "list_connections", "pid", "peer_port", "--formatter", "json").Output()
+	out, err := exec.CommandContext(ctx, "rabbitmqctl", "-q", "list_connections", "pid", "peer_port").Output()
 	if err != nil {
 		poolsettest.Skip(t, "rabbitmqctl list_connections: %v", err)
 	}
-	var conns []struct {
-		PID      string `json:"pid"`
-		PeerPort int    `json:"peer_port"`
-	}
-	if err := json.Unmarshal(out, &conns); err != nil {
-		t.Fatalf("rabbitmqctl list_connections: %v\n%s", err, out)
-	}
-	closed := 0
-	for _, c := range conns {
+	var pids []string
+	for line := range strings.Lines(string(out)) {
+		f := strings.Fields(line)
+		if len(f) != 2 || !strings.HasPrefix(f[0], "<") {
+			continue // the header
+		}
+		port, _ := strconv.Atoi(f[1])
 		for _, p := range ports {
-			if c.PeerPort != p {
-				continue
+			if port == p {
+				pids = append(pids, f[0])
 			}
-			if out, err := exec.CommandContext(ctx, "rabbitmqctl", "--quiet", "close_connection", c.PID, reason).CombinedOutput(); err != nil {
-				t.Fatalf("rabbitmqctl close_connection %s: %v\n%s", c.PID, err, out)
-			}
-			closed++
 		}
 	}
-	return closed
+	return pids
 }
 
-// sigterm is the signal of a graceful stop.
-var sigterm os.Signal = syscall.SIGTERM
+// closeRabbitConnection has the RabbitMQ server close the connection pid
+// with reason, with rabbitmqctl.
+func closeRabbitConnection(t *testing.T, pid, reason string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "rabbitmqctl", "-q", "close_connection", pid, reason).CombinedOutput(); err != nil {
+		t.Fatalf("rabbitmqctl close_connection %s: %v\n%s", pid, err, out)
+	}
+}
+
+// rabbitVhost is the RabbitMQ virtual host the worker tests use, created
+// once per test binary and kept for later runs: the shop's exchange and
+// queue names are fixed, and a vhost of their own keeps the tests apart
+// from anything else using them on the default vhost.
+var rabbitVhost struct {
+	once sync.Once
+	name string // empty when it could not be made: use the URL's
+	err  error
+}
+
+// testVhost is the name of the tests' virtual host.
+const testVhost = "poolset-test-cmd"
+
+// rabbitTestURL returns base with the tests' virtual host, creating it
+// (with rabbitmqctl, for base's user) the first time. Without rabbitmqctl
+// it returns base, whose vhost the lock and purge still keep apart from
+// other tests that follow the same rule.
+func rabbitTestURL(t *testing.T, base string) string {
+	t.Helper()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("AMQP URL: %v", err)
+	}
+	rabbitVhost.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		ctl := func(args ...string) (string, error) {
+			out, err := exec.CommandContext(ctx, "rabbitmqctl", append([]string{"-q"}, args...)...).CombinedOutput()
+			return string(out), err
+		}
+		list, err := ctl("list_vhosts")
+		if err != nil {
+			rabbitVhost.err = fmt.Errorf("rabbitmqctl list_vhosts: %v: %s", err, list)
+			return
+		}
+		exists := false
+		for line := range strings.Lines(list) {
+			exists = exists || strings.TrimSpace(line) == testVhost
+		}
+		if !exists {
+			if out, err := ctl("add_vhost", testVhost); err != nil && !strings.Contains(out, "already exists") {
+				rabbitVhost.err = fmt.Errorf("rabbitmqctl add_vhost: %v: %s", err, out)
+				return
+			}
+		}
+		if out, err := ctl("set_permissions", "-p", testVhost, u.User.Username(), ".*", ".*", ".*"); err != nil {
+			rabbitVhost.err = fmt.Errorf("rabbitmqctl set_permissions: %v: %s", err, out)
+			return
+		}
+		rabbitVhost.name = testVhost
+	})
+	if rabbitVhost.name == "" {
+		t.Logf("RabbitMQ: using the URL's vhost: %v", rabbitVhost.err)
+		return base
+	}
+	u.Path, u.RawPath = "/"+rabbitVhost.name, ""
+	return u.String()
+}
