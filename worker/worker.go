@@ -223,10 +223,11 @@ func (w *Worker) Run(ctx context.Context) Summary {
 // has been idle for ExitWhenIdle.
 func (w *Worker) intake(ctx, proc context.Context, wg *sync.WaitGroup) {
 	// The most messages taken and not yet settled: Concurrency single
-	// orders, or for groups, one group running and one waiting per slot.
+	// orders, or for groups, one group running and three waiting per slot,
+	// so that the database never waits for a fetch.
 	limit := int64(w.cfg.Concurrency)
 	if w.cfg.Group > 1 {
-		limit = max(limit, int64(2*w.cfg.GroupConcurrency*w.cfg.Group))
+		limit = max(limit, int64(4*w.cfg.GroupConcurrency*w.cfg.Group))
 	}
 	last := time.Now()
 	backoff := 50 * time.Millisecond

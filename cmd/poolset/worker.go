@@ -48,7 +48,7 @@ func workerFlags(fs interface {
 	StringVar(*string, string, string, string)
 }, wc *worker.Config, admin *string) {
 	fs.IntVar(&wc.Concurrency, "concurrency", 16, "transactions in flight")
-	fs.IntVar(&wc.Group, "group", 200, "most orders placed in one transaction when the queue is deep (1: one message per transaction)")
+	fs.IntVar(&wc.Group, "group", 500, "most orders placed in one transaction when the queue is deep (1: one message per transaction)")
 	fs.IntVar(&wc.GroupConcurrency, "group-concurrency", 2, "most transactions of more than one order in flight")
 	fs.IntVar(&wc.MaxDeliver, "max-deliver", 5, "deliveries before a failing message goes to the dead letter")
 	fs.DurationVar(&wc.DrainTimeout, "drain-timeout", 20*time.Second, "how long in-flight messages may finish after the first signal")
