@@ -77,39 +77,41 @@ func (s *Source) Fetch(ctx context.Context, n int, maxWait time.Duration) ([]wor
 		return nil, fmt.Errorf("nats: fetch: %w", err)
 	}
 
-	var batch jetstream.MessageBatch
-	var err error
-	var fctx context.Context
-	if maxWait <= 0 {
-		batch, err = s.cons.FetchNoWait(n)
-	} else {
-		// The wait ends at maxWait, when ctx is done, or on Stop.
-		// FetchContext gives the server a slightly shorter expiry, so
-		// an empty wait normally ends with the server's timeout reply.
-		var cancel context.CancelFunc
-		fctx, cancel = context.WithTimeout(ctx, maxWait)
-		defer cancel()
-		unhook := context.AfterFunc(s.stopCtx, cancel)
-		defer unhook()
-		batch, err = s.cons.Fetch(n, jetstream.FetchContext(fctx))
+	// Take what the stream has at once; only when that is nothing, wait
+	// for one message, then take what came with it. A pull for n that
+	// waited for n would hold a short batch back until maxWait.
+	out, err := s.fetchNoWait(ctx, n)
+	if len(out) > 0 || err != nil || maxWait <= 0 {
+		return out, err
 	}
+	// The wait ends at maxWait, when ctx is done, or on Stop.
+	// FetchContext gives the server a slightly shorter expiry, so an empty
+	// wait normally ends with the server's timeout reply.
+	fctx, cancel := context.WithTimeout(ctx, maxWait)
+	defer cancel()
+	unhook := context.AfterFunc(s.stopCtx, cancel)
+	defer unhook()
+	batch, err := s.cons.Fetch(1, jetstream.FetchContext(fctx))
 	if err != nil {
-		if fctx != nil && ctx.Err() == nil && !s.isStopped() && deadlinePassed(fctx) {
+		if ctx.Err() == nil && !s.isStopped() && deadlinePassed(fctx) {
 			return nil, nil // maxWait too short to ask the server at all
 		}
 		return nil, s.fetchErr(ctx, err)
 	}
 	// Messages is closed when the batch ends, which is also when the
 	// fetch's goroutine in nats.go ends.
-	var out []worker.Delivery
 	for m := range batch.Messages() {
 		out = append(out, s.delivery(m))
 	}
 	if len(out) > 0 {
+		if n > 1 {
+			more, _ := s.fetchNoWait(ctx, n-1)
+			out = append(out, more...)
+		}
 		return out, nil
 	}
 	if err := batch.Error(); err != nil {
-		if fctx != nil && errors.Is(err, fctx.Err()) && ctx.Err() == nil && !s.isStopped() {
+		if errors.Is(err, fctx.Err()) && ctx.Err() == nil && !s.isStopped() {
 			return nil, nil // maxWait passed
 		}
 		return nil, s.fetchErr(ctx, err)
@@ -118,6 +120,25 @@ func (s *Source) Fetch(ctx context.Context, n int, maxWait time.Duration) ([]wor
 		return nil, worker.ErrSourceStopped
 	}
 	return nil, nil
+}
+
+// fetchNoWait returns up to n messages the stream has now, without
+// waiting for more.
+func (s *Source) fetchNoWait(ctx context.Context, n int) ([]worker.Delivery, error) {
+	batch, err := s.cons.FetchNoWait(n)
+	if err != nil {
+		return nil, s.fetchErr(ctx, err)
+	}
+	var out []worker.Delivery
+	for m := range batch.Messages() {
+		out = append(out, s.delivery(m))
+	}
+	if len(out) == 0 {
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return nil, s.fetchErr(ctx, err)
+		}
+	}
+	return out, nil
 }
 
 func (s *Source) fetchErr(ctx context.Context, err error) error {
