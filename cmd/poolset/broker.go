@@ -46,10 +46,7 @@ func openBroker(ctx context.Context, cfg config, rel *release.Stack, log *slog.L
 		rel.Add("broker nats", b.Close)
 		return natsBroker{b, nats.Redact(url)}, nil
 	case strings.HasPrefix(url, "amqp://"), strings.HasPrefix(url, "amqps://"):
-		// A prefetch as deep as the worker's default in-flight limit (two
-		// group slots of 500 orders, one running and three waiting each),
-		// so that groups can fill.
-		b, err := rabbitmq.Open(ctx, rabbitmq.Options{URL: url, Logger: log, Prefetch: 4000})
+		b, err := rabbitmq.Open(ctx, rabbitmq.Options{URL: url, Logger: log, Prefetch: cfg.Prefetch})
 		if err != nil {
 			return nil, fmt.Errorf("--broker: %w", err)
 		}

@@ -30,6 +30,7 @@ type config struct {
 	LeakThreshold time.Duration // --leak-threshold
 	MaxLag        time.Duration // --max-lag
 	AckWait       time.Duration // --ack-wait
+	Prefetch      int           // --prefetch
 }
 
 // replicaList is a repeatable, comma-separated flag.
@@ -79,6 +80,7 @@ func newFlagSet(name string, stderr io.Writer, cfg *config) (fs *flag.FlagSet) {
 	fs.IntVar(&cfg.MaxOpen, "max-open", 10, "most connections of each SQL pool (SQLite's primary always has 1)")
 	fs.DurationVar(&cfg.LeakThreshold, "leak-threshold", 0, "log connections held longer than this, with the acquiring stack (0 = off)")
 	fs.DurationVar(&cfg.AckWait, "ack-wait", 30*time.Second, "NATS: how long a message taken by a worker that died stays invisible before it is redelivered")
+	fs.IntVar(&cfg.Prefetch, "prefetch", 1000, "RabbitMQ: most unacked messages pushed to one worker (deeper is faster alone, shallower shares the queue better among workers)")
 	fs.DurationVar(&cfg.MaxLag, "max-lag", time.Second, "a replica lagging more than this leaves the read rotation until it catches up")
 	return fs
 }
@@ -93,6 +95,9 @@ func parse(fs *flag.FlagSet, args []string, cfg *config) error {
 	}
 	if fs.NArg() > 0 {
 		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	if cfg.Prefetch <= 0 {
+		return usagef("--prefetch: must be positive, got %d", cfg.Prefetch)
 	}
 	if cfg.AckWait <= 0 {
 		return usagef("--ack-wait: must be positive, got %s", cfg.AckWait)
