@@ -369,3 +369,7 @@ func (d *delivery) PublishedAt() time.Time {
 	}
 	return time.Unix(0, d.stored)
 }
+
+// Connected reports whether the connection to the server is up. It
+// implements worker.Connectivity.
+func (s *Source) Connected() bool { return s.b.nc.IsConnected() }

@@ -364,3 +364,11 @@ func (s *Source) shutdown(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Connected reports whether the broker's connection is up. It implements
+// worker.Connectivity.
+func (s *Source) Connected() bool {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	return s.b.conn != nil && !s.b.conn.IsClosed()
+}

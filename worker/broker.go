@@ -87,3 +87,10 @@ type BatchAcker interface {
 type Timestamped interface {
 	PublishedAt() time.Time
 }
+
+// Connectivity is implemented by a Source that can tell whether it is
+// connected to its broker. The worker does not count time disconnected as
+// idle (ExitWhenIdle): the queue may hold messages it cannot see.
+type Connectivity interface {
+	Connected() bool
+}

@@ -242,6 +242,9 @@ func (w *Worker) intake(ctx, proc context.Context, wg *sync.WaitGroup) {
 			}
 			continue
 		}
+		if c, ok := w.src.(Connectivity); ok && !c.Connected() {
+			last = time.Now() // disconnected is not idle
+		}
 		if w.cfg.ExitWhenIdle > 0 && time.Since(last) >= w.cfg.ExitWhenIdle && w.inFlightMsgs.Load() == 0 {
 			w.log.Info("worker: idle; shutting down", "idle_for", w.cfg.ExitWhenIdle)
 			return
