@@ -44,7 +44,7 @@ func cmdBenchSharing(ctx context.Context, args []string, stdout, stderr io.Write
 	if cfg.MySQL == "" {
 		return usagef("bench sharing: needs --mysql (the server's connection count is the point)")
 	}
-	if err := prepareBench(ctx, cfg, *seed, log); err != nil {
+	if _, _, err := migrateAndSeed(ctx, cfg, *seed, log); err != nil {
 		return err
 	}
 	counter, err := serverCounter(cfg.MySQL)
@@ -168,25 +168,4 @@ func serverCounter(dsn string) (*sql.DB, error) {
 	db := sql.OpenDB(conn)
 	db.SetMaxOpenConns(1)
 	return db, nil
-}
-
-// prepareBench creates, migrates and seeds the benchmark's database, then
-// releases what it opened.
-func prepareBench(ctx context.Context, cfg config, seed shop.SeedConfig, log *slog.Logger) error {
-	if err := ensureDatabase(ctx, cfg); err != nil {
-		return err
-	}
-	a, err := openApp(ctx, cfg, openOpts{}, log)
-	if err != nil {
-		return err
-	}
-	defer a.release(ctx)
-	if _, err := shop.Migrate(ctx, a.set.Primary().DB(), a.dialect); err != nil {
-		return err
-	}
-	if _, err := a.shop.Seed(ctx, seed); err != nil {
-		return err
-	}
-	_, err = a.release(ctx)
-	return err
 }

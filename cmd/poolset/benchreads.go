@@ -43,7 +43,7 @@ func cmdBenchReads(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if cfg.MySQL == "" || len(cfg.Replicas) == 0 {
 		return usagef("bench reads: needs --mysql and at least one --replica (see 'poolset pair')")
 	}
-	if err := prepareBench(ctx, cfg, *seed, log); err != nil {
+	if _, _, err := migrateAndSeed(ctx, cfg, *seed, log); err != nil {
 		return err
 	}
 	var rows []readsRow

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/poolset/poolset/release"
 	"github.com/poolset/poolset/shop"
 )
 
@@ -57,26 +58,38 @@ func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	if sc.Users <= 0 || sc.Products <= 0 || sc.Stock <= 0 {
 		return usagef("seed: --users, --products and --stock must be positive")
 	}
-	if err := ensureDatabase(ctx, cfg); err != nil {
+	res, report, err := migrateAndSeed(ctx, cfg, *sc, log)
+	if report == nil {
 		return err
+	}
+	backend := backendOf(cfg)
+	if cfg.JSON {
+		json.NewEncoder(stdout).Encode(map[string]any{"command": "seed", "backend": backend, "seeded": res, "release": report, "ok": err == nil})
+	} else {
+		fmt.Fprintf(stdout, "seed (%s): %d users and %d products stored (existing rows left as they were)\n", backend, res.Users, res.Products)
+	}
+	return err
+}
+
+// migrateAndSeed creates the MySQL database when needed, migrates and
+// seeds it, and releases what it opened. The report is nil when it failed
+// before the release.
+func migrateAndSeed(ctx context.Context, cfg config, seed shop.SeedConfig, log *slog.Logger) (shop.SeedResult, *release.Report, error) {
+	if err := ensureDatabase(ctx, cfg); err != nil {
+		return shop.SeedResult{}, nil, err
 	}
 	a, err := openApp(ctx, cfg, openOpts{}, log)
 	if err != nil {
-		return err
+		return shop.SeedResult{}, nil, err
 	}
 	defer a.release(ctx)
 	if _, err := shop.Migrate(ctx, a.set.Primary().DB(), a.dialect); err != nil {
-		return err
+		return shop.SeedResult{}, nil, err
 	}
-	res, err := a.shop.Seed(ctx, *sc)
+	res, err := a.shop.Seed(ctx, seed)
 	if err != nil {
-		return err
+		return res, nil, err
 	}
 	report, err := a.release(ctx)
-	if cfg.JSON {
-		json.NewEncoder(stdout).Encode(map[string]any{"command": "seed", "backend": a.backend, "seeded": res, "release": report, "ok": err == nil})
-	} else {
-		fmt.Fprintf(stdout, "seed (%s): %d users and %d products stored (existing rows left as they were)\n", a.backend, res.Users, res.Products)
-	}
-	return err
+	return res, report, err
 }
