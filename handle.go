@@ -181,7 +181,7 @@ func (r *Reader) acquire(ctx context.Context, kind leaseKind) (*lease, error) {
 // primary is where reads belong, and it is used as it is.
 func readOnly(l *lease, err error) (*lease, error) {
 	if err == nil && l.pool.role == rolePrimary && len(l.pool.set.reads) > 0 {
-		l.readOnly = true
+		l.readOnly.Store(true)
 	}
 	return l, err
 }
@@ -203,7 +203,7 @@ func (r *Reader) fallback(ctx context.Context, kind leaseKind, cause error) (*le
 func (l *lease) queryer(ctx context.Context) (interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 }, error) {
-	if !l.readOnly {
+	if !l.readOnly.Load() {
 		return l.conn, nil
 	}
 	tx, err := l.conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
@@ -247,13 +247,12 @@ func (l *lease) queryRow(ctx context.Context, q string, args []any) *Row {
 }
 
 func (l *lease) beginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) {
-	if l.readOnly {
+	if l.readOnly.Swap(false) { // the transaction is the caller's to end
 		ro := sql.TxOptions{ReadOnly: true}
 		if opts != nil {
 			ro.Isolation = opts.Isolation
 		}
 		opts = &ro
-		l.readOnly = false // the transaction is the caller's to end
 	}
 	tx, err := l.conn.BeginTx(ctx, opts)
 	if err != nil {

@@ -241,7 +241,7 @@ func (p *Pool) acquire(ctx context.Context, rs *repoStats, kind leaseKind) (*lea
 			rs.timeouts.Add(1)
 			return nil, p.timeoutError(wait)
 		}
-		if errors.Is(err, sql.ErrConnDone) {
+		if errors.Is(err, sql.ErrConnDone) || p.closed.Load() {
 			err = ErrPoolClosed
 		}
 		return nil, fmt.Errorf("poolset: acquire on pool %s: %w", p.cfg.Name, err)
@@ -250,12 +250,19 @@ func (p *Pool) acquire(ctx context.Context, rs *repoStats, kind leaseKind) (*lea
 	if p.leaks != nil {
 		l.stack = callers()
 	}
+	// Registering under p.mu, with the closed check, means Close either
+	// sees this lease or this acquire sees Close.
+	p.mu.Lock()
+	if p.closed.Load() {
+		p.mu.Unlock()
+		conn.Close()
+		return nil, fmt.Errorf("poolset: pool %s: %w", p.cfg.Name, ErrPoolClosed)
+	}
+	p.held[l] = struct{}{}
 	p.acquires.Add(1)
 	p.inUse.Add(1)
 	rs.acquires.Add(1)
 	rs.inUse.Add(1)
-	p.mu.Lock()
-	p.held[l] = struct{}{}
 	p.mu.Unlock()
 	return l, nil
 }
@@ -286,7 +293,9 @@ func (p *Pool) timeoutError(wait time.Duration) error {
 // at release; call it yourself only on a pool you opened with OpenPool.
 func (p *Pool) Close(ctx context.Context) error {
 	p.closeOnce.Do(func() {
+		p.mu.Lock()
 		p.closed.Store(true)
+		p.mu.Unlock()
 		p.stopHealth()
 		wctx, cancel := context.WithTimeout(ctx, p.cfg.CloseWait)
 		defer cancel()
@@ -311,7 +320,9 @@ func (p *Pool) Close(ctx context.Context) error {
 		if len(leftover) > 0 {
 			var names []string
 			for _, l := range leftover {
-				l.repo.leaks.Add(1)
+				if l.reported.CompareAndSwap(false, true) {
+					l.repo.leaks.Add(1) // not counted by the leak watch yet
+				}
 				p.log.Warn("poolset: still held at release; closing it",
 					"pool", p.cfg.Name, "repo", l.repo.name, "kind", l.kind.String(),
 					"held", time.Since(l.start).Round(time.Millisecond), "stack", l.stackString())
@@ -352,7 +363,7 @@ type lease struct {
 
 	done     atomic.Bool
 	reported atomic.Bool // logged by the leak watch once
-	readOnly bool        // a Reader's lease on the primary: statements run in a read-only transaction
+	readOnly atomic.Bool // a Reader's lease on the primary: statements run in a read-only transaction
 
 	mu    sync.Mutex // guards rows and tx for forceClose
 	rows  *sql.Rows
@@ -369,7 +380,7 @@ func (l *lease) release() {
 		return
 	}
 	hold := time.Since(l.start)
-	if l.readOnly {
+	if l.readOnly.Load() {
 		l.mu.Lock()
 		tx := l.tx
 		l.mu.Unlock()

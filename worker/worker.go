@@ -134,6 +134,7 @@ type Worker struct {
 	freed                                                chan struct{}
 
 	groupSlots chan struct{} // one per group transaction in flight
+	slots      chan struct{} // one per single-order transaction in flight
 
 	latMu     sync.Mutex
 	latencies []time.Duration // publish to ack of acked orders: the last maxLatencies
@@ -144,7 +145,7 @@ type Worker struct {
 func New(s *shop.Shop, src Source, cfg Config) *Worker {
 	cfg.setDefaults()
 	return &Worker{shop: s, src: src, cfg: cfg, log: cfg.Logger, skip: make(chan struct{}), freed: make(chan struct{}, 1),
-		groupSlots: make(chan struct{}, cfg.GroupConcurrency)}
+		groupSlots: make(chan struct{}, cfg.GroupConcurrency), slots: make(chan struct{}, cfg.Concurrency)}
 }
 
 // Ready reports whether the worker is taking messages: true from Run's
@@ -213,7 +214,13 @@ func (w *Worker) Run(ctx context.Context) Summary {
 		w.log.Warn("worker: drain skipped; handing back what is unfinished", "in_flight", w.inFlightMsgs.Load())
 	}
 	cancelProc()
-	<-done
+	// In-flight work now fails at once and is handed back within a settle
+	// timeout; a broker that does not answer cannot hold shutdown longer.
+	select {
+	case <-done:
+	case <-time.After(2 * w.cfg.SettleTimeout):
+		w.log.Warn("worker: in-flight messages not settled in time; the broker redelivers them", "in_flight", w.inFlightMsgs.Load())
+	}
 	s := w.Stats()
 	s.Drained = drained
 	return s
@@ -372,8 +379,16 @@ func (w *Worker) place(proc context.Context, group []orderMsg) {
 			time.Sleep(time.Duration(attempt) * 10 * time.Millisecond)
 		}
 	}
+	if len(group) == 1 {
+		w.slots <- struct{}{}
+		defer func() { <-w.slots }()
+	}
 	// One by one, so that one bad order does not hold back the rest.
-	for _, m := range group {
+	for i, m := range group {
+		if proc.Err() != nil {
+			w.handBack(group[i:])
+			return
+		}
 		p, err := w.shop.PlaceOrder(proc, m.o)
 		if err != nil {
 			w.fail(proc, m.d, err)
@@ -408,6 +423,19 @@ func (w *Worker) settleGroup(group []orderMsg, placed []shop.Placed) {
 		w.count(p)
 	}
 	w.acked(ds...)
+}
+
+// handBack naks msgs at once, all within one settle timeout, after the
+// drain was cut short, and counts them as abandoned.
+func (w *Worker) handBack(msgs []orderMsg) {
+	ctx, cancel := w.settleCtx()
+	defer cancel()
+	for _, m := range msgs {
+		w.abandoned.Add(1)
+		if err := m.d.Nak(ctx, 0); err != nil {
+			w.settleErrors.Add(1)
+		}
+	}
 }
 
 func (w *Worker) settlePlaced(d Delivery, p shop.Placed) {

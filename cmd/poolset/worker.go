@@ -100,13 +100,13 @@ func runWorker(ctx context.Context, sig *signals, a *app, wc worker.Config, admi
 	if err != nil {
 		return sum, fmt.Errorf("--broker: %w", err)
 	}
+	a.rel.Add("consumer", src.Stop)
 	w := worker.New(a.shop, src, wc)
 	if admin != "" {
 		if err := serveAdmin(a, w, admin, wc.Logger); err != nil {
 			return sum, err
 		}
 	}
-	a.rel.Add("consumer", src.Stop)
 	sig.onSecond(w.SkipDrain)
 
 	runCtx, cancel := context.WithCancel(ctx)
