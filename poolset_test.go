@@ -483,3 +483,37 @@ func TestOpenFailureLeavesCallersStack(t *testing.T) {
 		t.Errorf("release: got %v, %v; want the pool, then the broker registered before it", report, err)
 	}
 }
+
+func TestCloseWhileAcquiring(t *testing.T) {
+	ctx := context.Background()
+	primary, _, err := sqlite.PoolConfigs(filepath.Join(t.TempDir(), "c.db"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	primary.CloseWait = 100 * time.Millisecond
+	s, err := poolset.Open(ctx, poolset.Config{Primary: primary})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := s.Handle("orders")
+	rows, err := h.QueryContext(ctx, "SELECT 1") // holds the only connection
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	waiterErr := make(chan error, 1)
+	go func() {
+		_, err := s.Handle("users").ExecContext(ctx, "SELECT 1") // waits for that connection
+		waiterErr <- err
+	}()
+	for s.Primary().Stats().Waiting == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	s.Release(ctx) // force-closes the rows, which hands the connection to the waiter
+	if err := <-waiterErr; !errors.Is(err, poolset.ErrPoolClosed) {
+		t.Errorf("acquire that was waiting when the pool closed: got %v; want ErrPoolClosed", err)
+	}
+	if st := s.Primary().Stats(); st.InUse != 0 || st.Open != 0 {
+		t.Errorf("after release: got in use %d, open %d; want 0, 0", st.InUse, st.Open)
+	}
+}
