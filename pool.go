@@ -368,7 +368,6 @@ type lease struct {
 	mu    sync.Mutex // guards rows and tx for forceClose
 	rows  *sql.Rows
 	tx    *sql.Tx
-	close func() // extra cleanup at forceClose
 }
 
 func (l *lease) setRows(r *sql.Rows) { l.mu.Lock(); l.rows = r; l.mu.Unlock() }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/poolset/poolset/poolsettest"
-	"github.com/poolset/poolset/redis"
 )
 
 func TestDemoEmbedded(t *testing.T) {
@@ -112,18 +111,7 @@ func TestDemoMariaDBRedisServerSide(t *testing.T) {
 	dsn := poolsettest.MySQLDatabase(t, dbName)
 	redisURL := poolsettest.RedisURL(t)
 	admin := adminDB(t)
-	rc, err := redis.Open(t.Context(), redis.Options{URL: redisURL})
-	if err != nil {
-		poolsettest.Skip(t, "redis: %v", err)
-	}
-	defer rc.Close()
-	redisClients := func() int64 {
-		n, err := rc.ConnectedClients(t.Context())
-		if err != nil {
-			t.Fatalf("%v", err)
-		}
-		return n
-	}
+	redisClients := redisClientCounter(t, redisURL)
 
 	// The baselines count the admin connection and the Redis client above,
 	// both still open at the end.

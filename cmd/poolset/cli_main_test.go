@@ -18,6 +18,7 @@ import (
 
 	"github.com/poolset/poolset/mysql"
 	"github.com/poolset/poolset/poolsettest"
+	"github.com/poolset/poolset/redis"
 )
 
 // poolsetBin is the path of the poolset binary TestMain builds once for
@@ -224,4 +225,23 @@ func connectionsTo(t *testing.T, db *sql.DB, dbName string, within time.Duration
 		return n == 0
 	})
 	return n
+}
+
+// redisClientCounter opens a Redis client of the test's own (closed when t
+// ends) and returns a function that reads the server's connected_clients,
+// this client included. It skips t when Redis does not answer.
+func redisClientCounter(t *testing.T, url string) func() int64 {
+	t.Helper()
+	rc, err := redis.Open(t.Context(), redis.Options{URL: url})
+	if err != nil {
+		poolsettest.Skip(t, "redis: %v", err)
+	}
+	t.Cleanup(func() { rc.Close() })
+	return func() int64 {
+		n, err := rc.ConnectedClients(t.Context())
+		if err != nil {
+			t.Fatalf("%v", err)
+		}
+		return n
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/poolset/poolset/poolsettest"
-	"github.com/poolset/poolset/redis"
 )
 
 // TestWorkerCleanRun: seed, load 2,000 orders, run a worker until it is
@@ -55,18 +54,7 @@ func TestWorkerSIGTERMMidRun(t *testing.T) {
 			b := setupBroker(t, kind)
 			d := newShopDB(t, "poolset_t_wk_term_"+kind)
 			redisURL := poolsettest.RedisURL(t)
-			rc, err := redis.Open(t.Context(), redis.Options{URL: redisURL})
-			if err != nil {
-				poolsettest.Skip(t, "redis: %v", err)
-			}
-			defer rc.Close()
-			redisClients := func() int64 {
-				n, err := rc.ConnectedClients(t.Context())
-				if err != nil {
-					t.Fatalf("%v", err)
-				}
-				return n
-			}
+			redisClients := redisClientCounter(t, redisURL)
 
 			// The baselines count the admin connection and the Redis
 			// client above, both still open at the end.
