@@ -365,9 +365,9 @@ type lease struct {
 	reported atomic.Bool // logged by the leak watch once
 	readOnly atomic.Bool // a Reader's lease on the primary: statements run in a read-only transaction
 
-	mu    sync.Mutex // guards rows and tx for forceClose
-	rows  *sql.Rows
-	tx    *sql.Tx
+	mu   sync.Mutex // guards rows and tx for forceClose
+	rows *sql.Rows
+	tx   *sql.Tx
 }
 
 func (l *lease) setRows(r *sql.Rows) { l.mu.Lock(); l.rows = r; l.mu.Unlock() }
