@@ -265,7 +265,7 @@ func TestReadPoolDownFallsBack(t *testing.T) {
 
 func TestLeakDetection(t *testing.T) {
 	ctx := context.Background()
-	poolsettest.LockServer(t, "mariadb")
+	poolsettest.LockServer(t, poolsettest.SharedServers)
 	log, logs := newLogger()
 	s, _ := openMariaDB(t, "poolset_t_leak", poolset.Config{LeakThreshold: 50 * time.Millisecond, Logger: log})
 	admin := adminDB(t)
@@ -320,10 +320,10 @@ func leakRows(t *testing.T, h *poolset.Handle) *poolset.Rows {
 
 func TestReleaseIsCleanOnTheServer(t *testing.T) {
 	ctx := context.Background()
-	poolsettest.LockServer(t, "mariadb")
+	poolsettest.LockServer(t, poolsettest.SharedServers)
 	admin := adminDB(t)
-	threads0 := status(t, admin, "Threads_connected")
-	aborted0 := status(t, admin, "Aborted_clients")
+	threads0 := poolsettest.Steady(func() int64 { return status(t, admin, "Threads_connected") })
+	aborted0 := poolsettest.Steady(func() int64 { return status(t, admin, "Aborted_clients") })
 	s, _ := openMariaDB(t, "poolset_t_clean", poolset.Config{})
 	var wg sync.WaitGroup
 	for i := range 16 {

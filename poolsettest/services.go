@@ -17,9 +17,7 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,6 +41,7 @@ func Skip(tb testing.TB, format string, args ...any) {
 // MySQLDSN returns the DSN of the machine's MariaDB/MySQL server for tests,
 // in go-sql-driver/mysql form, from POOLSET_TEST_MYSQL_DSN or the default
 // root@tcp(127.0.0.1:3306)/test. It skips tb when nothing listens there.
+// It holds the SharedServers lock shared until tb ends (see LockServer).
 func MySQLDSN(tb testing.TB) string {
 	tb.Helper()
 	dsn := envOr("POOLSET_TEST_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/test")
@@ -53,15 +52,19 @@ func MySQLDSN(tb testing.TB) string {
 	if cfg.Net == "tcp" {
 		reachable(tb, "MariaDB", "POOLSET_TEST_MYSQL_DSN", cfg.Addr)
 	}
+	ShareServer(tb, SharedServers)
 	return dsn
 }
 
 // RedisURL returns the URL of the machine's Redis server for tests, from
 // POOLSET_TEST_REDIS_URL or redis://127.0.0.1:6379/0. It skips tb when
-// nothing listens there.
+// nothing listens there. It holds the SharedServers lock shared until tb
+// ends (see LockServer).
 func RedisURL(tb testing.TB) string {
 	tb.Helper()
-	return urlService(tb, "Redis", "POOLSET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0", "6379")
+	url := urlService(tb, "Redis", "POOLSET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0", "6379")
+	ShareServer(tb, SharedServers)
+	return url
 }
 
 // NATSURL returns the URL of the machine's NATS server (with JetStream) for
@@ -110,29 +113,6 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
-}
-
-// LockServer takes an exclusive, cross-process lock named for a shared
-// server (such as "mariadb") until tb ends. Tests that assert on a server's
-// global counters (Threads_connected, Aborted_clients) take it, and so do
-// tests that disturb them (killing clients), so that test binaries of
-// different packages running at once do not blur each other's figures. It
-// blocks until the lock is free.
-func LockServer(tb testing.TB, name string) {
-	tb.Helper()
-	path := filepath.Join(os.TempDir(), "poolset-test-"+name+".lock")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
-	if err != nil {
-		tb.Fatalf("poolsettest: lock %s: %v", name, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		tb.Fatalf("poolsettest: lock %s: %v", name, err)
-	}
-	tb.Cleanup(func() {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	})
 }
 
 // MySQLDatabase creates a fresh database named name on the test MariaDB

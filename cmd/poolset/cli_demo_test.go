@@ -106,7 +106,7 @@ func jsonSteps(t *testing.T, sum map[string]any) []map[string]any {
 }
 
 func TestDemoMariaDBRedisServerSide(t *testing.T) {
-	poolsettest.LockServer(t, "mariadb")
+	poolsettest.LockServer(t, poolsettest.SharedServers)
 	const dbName = "poolset_t_demo"
 	dsn := poolsettest.MySQLDatabase(t, dbName)
 	redisURL := poolsettest.RedisURL(t)
@@ -115,9 +115,9 @@ func TestDemoMariaDBRedisServerSide(t *testing.T) {
 
 	// The baselines count the admin connection and the Redis client above,
 	// both still open at the end.
-	threads0 := globalStatus(t, admin, "Threads_connected")
-	aborted0 := globalStatus(t, admin, "Aborted_clients")
-	redis0 := redisClients()
+	threads0 := poolsettest.Steady(func() int64 { return globalStatus(t, admin, "Threads_connected") })
+	aborted0 := poolsettest.Steady(func() int64 { return globalStatus(t, admin, "Aborted_clients") })
+	redis0 := poolsettest.Steady(redisClients)
 
 	const maxOpen = 10
 	ctx, cancel := context.WithTimeout(t.Context(), runTimeout)

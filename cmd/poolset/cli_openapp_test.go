@@ -58,7 +58,7 @@ func silentServer(t *testing.T) (addr string, close func()) {
 // set was opened, openApp releases the SQL pools it opened: no connection
 // to the database is left, none is aborted, and no goroutine outlives it.
 func TestOpenAppRedisFailsAfterSQL(t *testing.T) {
-	poolsettest.LockServer(t, "mariadb")
+	poolsettest.LockServer(t, poolsettest.SharedServers)
 	const dbName = "poolset_t_redisfail"
 	dsn := poolsettest.MySQLDatabase(t, dbName)
 
@@ -93,8 +93,8 @@ func TestOpenAppRedisFailsAfterSQL(t *testing.T) {
 			redisURL, stopRedis := tt.redis(t)
 			defer stopRedis()
 
-			threads0 := globalStatus(t, admin, "Threads_connected")
-			aborted0 := globalStatus(t, admin, "Aborted_clients")
+			threads0 := poolsettest.Steady(func() int64 { return globalStatus(t, admin, "Threads_connected") })
+			aborted0 := poolsettest.Steady(func() int64 { return globalStatus(t, admin, "Aborted_clients") })
 
 			cfg := config{MySQL: dsn, Replicas: []string{dsn}, Redis: redisURL, Data: t.TempDir(), MaxOpen: 10}
 			log := slog.New(slog.NewTextHandler(t.Output(), nil))

@@ -62,7 +62,7 @@ type testBroker struct {
 // setupBroker returns a broker private to t: a nats-server process of its
 // own for "nats"; for "rabbitmq" the shared server, with the "rabbitmq"
 // lock held until t ends and the shop queue and its dead letter purged.
-// Callers that also lock "mariadb" take that lock first.
+// Callers that also lock poolsettest.SharedServers take that lock first.
 func setupBroker(t *testing.T, kind string) testBroker {
 	t.Helper()
 	switch kind {

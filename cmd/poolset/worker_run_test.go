@@ -50,7 +50,7 @@ func TestWorkerCleanRun(t *testing.T) {
 func TestWorkerSIGTERMMidRun(t *testing.T) {
 	for _, kind := range workerBrokers {
 		t.Run(kind, func(t *testing.T) {
-			poolsettest.LockServer(t, "mariadb")
+			poolsettest.LockServer(t, poolsettest.SharedServers)
 			b := setupBroker(t, kind)
 			d := newShopDB(t, "poolset_t_wk_term_"+kind)
 			redisURL := poolsettest.RedisURL(t)
@@ -58,9 +58,9 @@ func TestWorkerSIGTERMMidRun(t *testing.T) {
 
 			// The baselines count the admin connection and the Redis
 			// client above, both still open at the end.
-			threads0 := globalStatus(t, d.admin, "Threads_connected")
-			aborted0 := globalStatus(t, d.admin, "Aborted_clients")
-			redis0 := redisClients()
+			threads0 := poolsettest.Steady(func() int64 { return globalStatus(t, d.admin, "Threads_connected") })
+			aborted0 := poolsettest.Steady(func() int64 { return globalStatus(t, d.admin, "Aborted_clients") })
+			redis0 := poolsettest.Steady(redisClients)
 
 			seedShop(t, d)
 			loadOrders(t, b, wkOrders)
@@ -118,11 +118,11 @@ func TestWorkerSIGKILLMidRun(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			// Killing clients raises Aborted_clients, which other tests
 			// assert on.
-			poolsettest.LockServer(t, "mariadb")
+			poolsettest.LockServer(t, poolsettest.SharedServers)
 			b := setupBroker(t, kind)
 			d := newShopDB(t, "poolset_t_wk_kill_"+kind)
-			threads0 := globalStatus(t, d.admin, "Threads_connected")
-			aborted0 := globalStatus(t, d.admin, "Aborted_clients")
+			threads0 := poolsettest.Steady(func() int64 { return globalStatus(t, d.admin, "Threads_connected") })
+			aborted0 := poolsettest.Steady(func() int64 { return globalStatus(t, d.admin, "Aborted_clients") })
 			seedShop(t, d)
 			loadOrders(t, b, wkOrders)
 
