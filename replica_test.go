@@ -639,6 +639,88 @@ func TestReplicaRouting(t *testing.T) {
 			t.Errorf("users queries on %s after the rejoin: got %d; want %d", replica.Name, got, q0+1)
 		}
 	})
+
+	// A replica whose SQL thread is held behind a lock, while
+	// Seconds_Behind_Master reads 0 (the primary's clock runs ahead of the
+	// replica's, here by writing with a timestamp an hour ahead), leaves
+	// the rotation on its GTID positions under a sub-second --max-lag,
+	// and comes back once it has applied what it received. A check on
+	// Seconds_Behind_Master alone would keep it in.
+	t.Run("behind on GTID position while Seconds_Behind_Master reads 0", func(t *testing.T) {
+		ctx := t.Context()
+		const maxLag = 500 * time.Millisecond
+		s, logs := openReplicaSet(t, pair, pair.Replicas, func(cfg *poolset.Config) {
+			cfg.Reads[0].Health = mysql.ReplicaHealth(maxLag)
+		})
+		replicaHealthy(t, s, replica.Name)
+		leaves0 := replicaPool(t, s, replica.Name).Leaves
+
+		lock := replicaServerDB(t, replica.DSN("shop"))
+		lockConn, err := lock.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lockConn.Close()
+		if _, err := lockConn.ExecContext(ctx, "LOCK TABLES users READ"); err != nil {
+			t.Fatal(err)
+		}
+		unlocked := false
+		unlock := func() {
+			if !unlocked {
+				unlocked = true
+				if _, err := lockConn.ExecContext(context.Background(), "UNLOCK TABLES"); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+		defer unlock()
+
+		primary := replicaServerDB(t, pair.Primary.DSN("shop"))
+		if _, err := primary.ExecContext(ctx, "SET timestamp = UNIX_TIMESTAMP() + 3600"); err != nil {
+			t.Fatal(err)
+		}
+		const id = 5001
+		if _, err := primary.ExecContext(ctx, "INSERT INTO users (id, name) VALUES (?, 'user-5001')", id); err != nil {
+			t.Fatal(err)
+		}
+		admin := replicaServerDB(t, replica.DSN("shop"))
+		replicaEventually(t, replica.Name+" out of the rotation", replicaLeaveBound, func() (bool, string) {
+			st := replicaPool(t, s, replica.Name)
+			return !st.Healthy, fmt.Sprintf("healthy %v, unhealthy %q", st.Healthy, st.Unhealthy)
+		})
+		st := replicaPool(t, s, replica.Name)
+		status, err := replica.ReplicaStatus(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sbm := status["Seconds_Behind_Master"]
+		t.Logf("out of the rotation: %q; Seconds_Behind_Master %s", st.Unhealthy, sbm)
+		if sbm != "0" {
+			t.Errorf("Seconds_Behind_Master: got %s; want 0 (the test's premise)", sbm)
+		}
+		if !strings.Contains(st.Unhealthy, "received") || !strings.Contains(st.Unhealthy, "applied") {
+			t.Errorf("Unhealthy: got %q; want the GTID positions received and applied", st.Unhealthy)
+		}
+		if st.Leaves != leaves0+1 {
+			t.Errorf("leaves: got %d; want %d", st.Leaves, leaves0+1)
+		}
+		if n := countUsers(t, admin, id); n != 0 {
+			t.Fatalf("the replica applied the row behind the lock: got %d rows; want 0", n)
+		}
+		// Meanwhile reads of that user go to the primary and see it.
+		if name, err := readUser(ctx, s.Handle("users"), id); err != nil || name != "user-5001" {
+			t.Errorf("read while the replica is behind: got %q, %v; want user-5001", name, err)
+		}
+
+		unlock()
+		replicaHealthy(t, s, replica.Name)
+		if n := countUsers(t, admin, id); n != 1 {
+			t.Errorf("rows on the replica after the rejoin: got %d; want 1", n)
+		}
+		if !strings.Contains(logs.String(), "out of the rotation") {
+			t.Errorf("log lacks the move out of the rotation:\n%s", logs)
+		}
+	})
 }
 
 // TestReplicaFailover kills and restarts the replica of a primary and one

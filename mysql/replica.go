@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -19,14 +21,28 @@ var ErrNotCaughtUp = errors.New("mysql: replica not caught up")
 
 // ReplicaHealth returns a poolset health check for a replica: it fails
 // when the server does not answer, when its replication IO or SQL thread
-// is not running, or when Seconds_Behind_Master (whole seconds) is unknown
-// or above maxLag (default 1 s when maxLag <= 0). A server that is not a
-// replica at all (SHOW SLAVE STATUS has no row) passes: it is a read-only
-// pool on a standalone server.
+// is not running, or when its lag is unknown or above maxLag (default 1 s
+// when maxLag <= 0). A server that is not a replica at all (SHOW SLAVE
+// STATUS has no row) passes: it is a read-only pool on a standalone server.
+//
+// The lag is the larger of two readings from the replica's own status.
+// Seconds_Behind_Master counts whole seconds, so alone it could not hold a
+// limit under a second. On MariaDB the check also compares the replica's
+// GTID positions: the transactions it has received from the primary
+// (Gtid_IO_Pos) against those it has applied (@@gtid_slave_pos). A
+// received position not yet applied is stamped when a check first sees it,
+// and the lag is the age of the oldest such position, so it is known to
+// within one check interval and a replica stuck behind a long transaction
+// or a lock leaves the rotation once that age passes maxLag. Neither
+// reading sees transactions the IO thread has not received yet.
+//
+// Each call returns a check with its own state, for one replica; the check
+// is safe for concurrent use.
 func ReplicaHealth(maxLag time.Duration) func(ctx context.Context, conn *sql.Conn) error {
 	if maxLag <= 0 {
 		maxLag = DefaultMaxLag
 	}
+	var clock lagClock
 	return func(ctx context.Context, conn *sql.Conn) error {
 		st, err := slaveStatus(ctx, conn)
 		if err != nil || st == nil {
@@ -38,15 +54,125 @@ func ReplicaHealth(maxLag time.Duration) func(ctx context.Context, conn *sql.Con
 		if s := st["Slave_SQL_Running"]; s != "Yes" {
 			return fmt.Errorf("%w: SQL thread %s (%s)", ErrNotCaughtUp, s, st["Last_SQL_Error"])
 		}
-		lag, err := strconv.Atoi(st["Seconds_Behind_Master"])
+		secs, err := strconv.Atoi(st["Seconds_Behind_Master"])
 		if err != nil {
 			return fmt.Errorf("%w: lag unknown", ErrNotCaughtUp)
 		}
-		if time.Duration(lag)*time.Second > maxLag {
-			return fmt.Errorf("%w: %ds behind, over the %s limit", ErrNotCaughtUp, lag, maxLag)
+		if lag := time.Duration(secs) * time.Second; lag > maxLag {
+			return fmt.Errorf("%w: %ds behind (Seconds_Behind_Master), over the %s limit", ErrNotCaughtUp, secs, maxLag)
+		}
+		received, ok := st["Gtid_IO_Pos"]
+		if !ok {
+			return nil // MySQL: Seconds_Behind_Master is all there is
+		}
+		var applied string
+		if err := conn.QueryRowContext(ctx, "SELECT @@gtid_slave_pos").Scan(&applied); err != nil {
+			return fmt.Errorf("mysql: replica status: %w", err)
+		}
+		lag, err := clock.observe(received, applied, time.Now())
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrNotCaughtUp, err)
+		}
+		if lag > maxLag {
+			return fmt.Errorf("%w: %s behind (received %s, applied %s), over the %s limit",
+				ErrNotCaughtUp, lag.Round(time.Millisecond), received, applied, maxLag)
 		}
 		return nil
 	}
+}
+
+// gtidPos is a MariaDB GTID position: the last sequence number applied in
+// each replication domain. Sequence numbers grow within a domain whatever
+// the server id, so comparing them per domain orders positions.
+type gtidPos map[uint64]uint64
+
+// parseGTIDPos parses a position such as "0-1-42,1-2-7"; "" is the empty
+// position.
+func parseGTIDPos(s string) (gtidPos, error) {
+	p := gtidPos{}
+	for _, g := range strings.Split(s, ",") {
+		g = strings.TrimSpace(g)
+		if g == "" {
+			continue
+		}
+		parts := strings.Split(g, "-")
+		if len(parts) != 3 {
+			return nil, fmt.Errorf("bad GTID %q in position %q", g, s)
+		}
+		domain, err1 := strconv.ParseUint(parts[0], 10, 32)
+		_, err2 := strconv.ParseUint(parts[1], 10, 32)
+		seq, err3 := strconv.ParseUint(parts[2], 10, 64)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return nil, fmt.Errorf("bad GTID %q in position %q", g, s)
+		}
+		p[domain] = max(p[domain], seq)
+	}
+	return p, nil
+}
+
+// covers reports whether p includes every transaction of q.
+func (p gtidPos) covers(q gtidPos) bool {
+	for d, seq := range q {
+		if p[d] < seq {
+			return false
+		}
+	}
+	return true
+}
+
+// maxPending bounds the positions a lagClock remembers. Past it the newest
+// is overwritten, which keeps the oldest (the one the lag is measured from)
+// and only coarsens what follows it.
+const maxPending = 64
+
+// lagClock measures how long a replica has had received transactions it
+// has not applied: it remembers each received position it saw unapplied,
+// with the time it first saw it.
+type lagClock struct {
+	mu      sync.Mutex
+	pending []pendingPos
+}
+
+type pendingPos struct {
+	raw  string
+	pos  gtidPos
+	seen time.Time
+}
+
+// observe records a check's reading at now and returns the lag: 0 when
+// applied covers received, else the age of the oldest received position
+// not yet applied.
+func (c *lagClock) observe(received, applied string, now time.Time) (time.Duration, error) {
+	rp, err := parseGTIDPos(received)
+	if err != nil {
+		return 0, err
+	}
+	ap, err := parseGTIDPos(applied)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	keep := c.pending[:0]
+	for _, p := range c.pending {
+		if !ap.covers(p.pos) {
+			keep = append(keep, p)
+		}
+	}
+	c.pending = keep
+	if !ap.covers(rp) {
+		switch n := len(c.pending); {
+		case n > 0 && c.pending[n-1].raw == received:
+		case n == maxPending:
+			c.pending[n-1] = pendingPos{raw: received, pos: rp, seen: c.pending[n-1].seen}
+		default:
+			c.pending = append(c.pending, pendingPos{raw: received, pos: rp, seen: now})
+		}
+	}
+	if len(c.pending) == 0 {
+		return 0, nil
+	}
+	return now.Sub(c.pending[0].seen), nil
 }
 
 // slaveStatus returns SHOW SLAVE STATUS's first row by column, or nil

@@ -158,6 +158,18 @@ func (i *Instance) StartSQLThread(ctx context.Context) error {
 	return i.exec(ctx, "START SLAVE SQL_THREAD")
 }
 
+// ReplicaStatus returns the replica's SHOW SLAVE STATUS by column name,
+// or an empty map when the instance replicates nothing.
+func (i *Instance) ReplicaStatus(ctx context.Context) (map[string]string, error) {
+	var st map[string]string
+	err := i.withConn(ctx, func(c *sql.Conn) error {
+		var err error
+		st, err = slaveStatus(ctx, c)
+		return err
+	})
+	return st, err
+}
+
 // Pair is a primary with a binlog (server id 1) and one or more replicas of
 // it (server ids 2, 3, ...) that replicate with MASTER_USE_GTID=slave_pos.
 // Replicas are read_only and keep their own binlog with log_slave_updates,
