@@ -176,7 +176,7 @@ func (s *Shop) placeOnce(ctx context.Context, o Order) (Placed, error) {
 		return Placed{}, fmt.Errorf("shop: place order %s: %w", o.ID, err)
 	}
 	if o.Status == Accepted {
-		if err := s.Products.takeTx(ctx, tx, qty); err != nil {
+		if err := s.Products.takeManyTx(ctx, tx, qty); err != nil {
 			return Placed{}, fmt.Errorf("shop: place order %s: %w", o.ID, err)
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/poolset/poolset"
@@ -100,22 +99,6 @@ func (r *ProductRepo) lockTx(ctx context.Context, tx *poolset.Tx, ids []int64) (
 		return nil, fmt.Errorf("shop: lock products: %w", err)
 	}
 	return out, nil
-}
-
-// takeTx takes qty of each product from stock inside tx. The rows must be
-// locked and the stock checked.
-func (r *ProductRepo) takeTx(ctx context.Context, tx *poolset.Tx, qty map[int64]int64) error {
-	ids := make([]int64, 0, len(qty))
-	for id := range qty {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	for _, id := range ids {
-		if _, err := tx.ExecContext(ctx, "UPDATE products SET stock = stock - ? WHERE id = ?", qty[id], id); err != nil {
-			return fmt.Errorf("shop: take stock of product %d: %w", id, err)
-		}
-	}
-	return nil
 }
 
 func placeholders(n int) string {
