@@ -3,6 +3,8 @@ package poolset
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -10,27 +12,40 @@ import (
 // DefaultHealthInterval is how often a read pool's Health check runs.
 const DefaultHealthInterval = 250 * time.Millisecond
 
+// healthCheckTimeout bounds one Health check. A check that merely runs
+// slow never gets there: after two intervals its pool leaves the rotation
+// while the check goes on, and rejoins when it passes. Cancelling a query
+// closes its connection without a goodbye (the server counts an aborted
+// client), so only a server that stays silent this long, hung or gone,
+// has its check connection cut.
+const healthCheckTimeout = 5 * time.Second
+
 // health tracks whether a read pool is in the rotation. Its checker
 // goroutine starts in Open and ends in the pool's Close, before the pool
 // closes its connections.
 type health struct {
-	checker    *sql.DB // one connection of the pool's MaxOpen, for the check alone
-	started    bool    // the first check sets the state without counting a move
-	ok         atomic.Bool
-	reason     atomic.Pointer[string]
-	leaves     atomic.Int64
-	rejoins    atomic.Int64
-	quit, done chan struct{}
-	interval   time.Duration
-	check      func(ctx context.Context, conn *sql.Conn) error
+	checker  *sql.DB // one connection of the pool's MaxOpen, for the check alone
+	ok       atomic.Bool
+	reason   atomic.Pointer[string]
+	leaves   atomic.Int64
+	rejoins  atomic.Int64
+	quit     chan struct{}      // closed by stopHealth: no check after the one running
+	cancel   context.CancelFunc // cancels the running check
+	done     chan struct{}      // closed when the checker goroutine has returned
+	interval time.Duration
+	check    func(ctx context.Context, conn *sql.Conn) error
 }
 
-// startHealth runs p's Health check once (so that a replica down at start
-// starts out of the rotation) and then every HealthInterval.
+// startHealth starts p's checker goroutine, which runs the Health check at
+// once and then every HealthInterval. It returns once the first check has
+// passed or failed, or has taken two intervals (the pool then starts out
+// of the rotation and joins when the check passes), or ctx is done.
 func (p *Pool) startHealth(ctx context.Context) {
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h := &health{
 		checker:  sql.OpenDB(p.cfg.Connector),
 		quit:     make(chan struct{}),
+		cancel:   cancel,
 		done:     make(chan struct{}),
 		interval: p.cfg.HealthInterval,
 		check:    p.cfg.Health,
@@ -42,10 +57,10 @@ func (p *Pool) startHealth(ctx context.Context) {
 	h.checker.SetMaxIdleConns(1)
 	h.ok.Store(true)
 	p.health = h
-	p.runCheck(ctx)
-	h.started = true
+	settled := make(chan struct{})
 	go func() {
 		defer close(h.done)
+		p.runCheck(hctx, true, func() { close(settled) })
 		t := time.NewTicker(h.interval)
 		defer t.Stop()
 		for {
@@ -53,19 +68,43 @@ func (p *Pool) startHealth(ctx context.Context) {
 			case <-h.quit:
 				return
 			case <-t.C:
-				p.runCheck(context.Background())
+				p.runCheck(hctx, false, nil)
 			}
 		}
 	}()
+	select {
+	case <-settled:
+	case <-ctx.Done():
+	}
 }
 
-// runCheck runs the Health check once on the checker's connection, within
-// two intervals, and moves
-// the pool in or out of the rotation, logging and counting a change.
-func (p *Pool) runCheck(ctx context.Context) {
+// runCheck runs the Health check once on the checker's connection and
+// moves the pool in or out of the rotation, logging and counting a change
+// (not on the first check, which sets the starting state). If the check
+// has not answered after two intervals the pool leaves the rotation at
+// once; the check goes on, up to healthCheckTimeout. settled, when set, is
+// called once the starting state is known.
+func (p *Pool) runCheck(ctx context.Context, first bool, settled func()) {
 	h := p.health
-	ctx, cancel := context.WithTimeout(ctx, 2*h.interval)
+	ctx, cancel := context.WithTimeout(ctx, healthCheckTimeout)
 	defer cancel()
+	var (
+		mu    sync.Mutex
+		ended bool // the check returned: the timer must not move the state
+		slow  bool // the timer took the pool out
+	)
+	timer := time.AfterFunc(2*h.interval, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if ended {
+			return
+		}
+		slow = true
+		p.markDownReason(fmt.Sprintf("health check: no answer within %s", 2*h.interval), !first)
+		if settled != nil {
+			settled()
+		}
+	})
 	err := func() error {
 		conn, err := h.checker.Conn(ctx)
 		if err != nil {
@@ -74,15 +113,23 @@ func (p *Pool) runCheck(ctx context.Context) {
 		defer conn.Close()
 		return h.check(ctx, conn)
 	}()
+	timer.Stop()
+	mu.Lock()
+	defer mu.Unlock()
+	ended = true
+	count := !first || slow
 	if err == nil {
-		if !h.ok.Swap(true) && h.started {
+		if !h.ok.Swap(true) && count {
 			h.rejoins.Add(1)
 			h.reason.Store(nil)
 			p.log.Info("poolset: read pool back in the rotation", "pool", p.cfg.Name)
 		}
-		return
+	} else {
+		p.markDownReason(err.Error(), count)
 	}
-	p.markDownReason(err.Error(), h.started)
+	if settled != nil && !slow {
+		settled()
+	}
 }
 
 // markDown takes p out of the rotation after a read on it met err, a
@@ -103,15 +150,26 @@ func (p *Pool) markDownReason(reason string, count bool) {
 	}
 }
 
-// stopHealth ends the checker goroutine, waits for it, and closes the
-// checker's connection. It is a no-op for a pool without a Health check.
+// stopHealth ends the checker goroutine and waits for it, then closes the
+// checker's connection. A check under way gets two intervals to finish,
+// so that its connection closes cleanly, and is cancelled after that. It
+// is a no-op for a pool without a Health check.
 func (p *Pool) stopHealth() {
-	if p.health == nil {
+	h := p.health
+	if h == nil {
 		return
 	}
-	close(p.health.quit)
-	<-p.health.done
-	p.health.checker.Close()
+	close(h.quit)
+	t := time.NewTimer(2 * h.interval)
+	defer t.Stop()
+	select {
+	case <-h.done:
+	case <-t.C:
+		h.cancel()
+		<-h.done
+	}
+	h.cancel()
+	h.checker.Close()
 }
 
 // usable reports whether p may take reads: open, and healthy when it has

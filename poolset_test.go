@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -516,4 +517,70 @@ func TestCloseWhileAcquiring(t *testing.T) {
 	if st := s.Primary().Stats(); st.InUse != 0 || st.Open != 0 {
 		t.Errorf("after release: got in use %d, open %d; want 0, 0", st.InUse, st.Open)
 	}
+}
+
+// TestSlowHealthCheckIsNotCut: a health check that answers slowly takes
+// its read pool out of the rotation after two intervals, but is not
+// cancelled (cancelling a query cuts its connection, which the server
+// counts as an aborted client); the pool rejoins when the check passes.
+func TestSlowHealthCheckIsNotCut(t *testing.T) {
+	ctx := context.Background()
+	poolsettest.LockServer(t, poolsettest.SharedServers)
+	admin := adminDB(t)
+	aborted0 := poolsettest.Steady(func() int64 { return status(t, admin, "Aborted_clients") })
+	dsn := poolsettest.MySQLDatabase(t, "poolset_t_slowcheck")
+	primary, err := mysql.PoolConfig(dsn, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, err := mysql.PoolConfig(dsn, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var slow atomic.Bool
+	read.HealthInterval = 100 * time.Millisecond
+	read.Health = func(ctx context.Context, conn *sql.Conn) error {
+		if slow.Load() {
+			_, err := conn.ExecContext(ctx, "DO SLEEP(1)")
+			return err
+		}
+		return conn.PingContext(ctx)
+	}
+	s := mustOpen(t, poolset.Config{Primary: primary, Reads: []poolset.PoolConfig{read}})
+	pool := func() poolset.PoolStats { return s.Stats()[1] }
+	if !pool().Healthy {
+		t.Fatalf("read pool at start: %+v; want healthy", pool())
+	}
+
+	slow.Store(true)
+	eventuallyTrue(t, "the slow pool out of the rotation", func() bool { return !pool().Healthy })
+	if got := pool().Unhealthy; !strings.Contains(got, "no answer within 200ms") {
+		t.Errorf("Unhealthy: got %q; want it to say the check did not answer within 200ms", got)
+	}
+	slow.Store(false)
+	eventuallyTrue(t, "the pool back in the rotation", func() bool { return pool().Healthy })
+	if st := pool(); st.Leaves != 1 || st.Rejoins != 1 {
+		t.Errorf("leaves, rejoins: got %d, %d; want 1, 1", st.Leaves, st.Rejoins)
+	}
+
+	if report, err := s.Release(ctx); err != nil {
+		t.Fatalf("release: %v\n%s", err, report)
+	}
+	waitConnections(t, admin, "poolset_t_slowcheck", 0)
+	if got := status(t, admin, "Aborted_clients"); got != aborted0 {
+		t.Errorf("Aborted_clients: got %d; want %d (no check was cut)", got, aborted0)
+	}
+}
+
+// eventuallyTrue polls cond every 10 ms for up to 10 s and fails t if it
+// never holds. It bounds a wait; it asserts nothing about time.
+func eventuallyTrue(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 1000 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within 10 s", what)
 }

@@ -26,15 +26,18 @@ var ErrNotCaughtUp = errors.New("mysql: replica not caught up")
 // STATUS has no row) passes: it is a read-only pool on a standalone server.
 //
 // The lag is the larger of two readings from the replica's own status.
-// Seconds_Behind_Master counts whole seconds, so alone it could not hold a
-// limit under a second. On MariaDB the check also compares the replica's
-// GTID positions: the transactions it has received from the primary
-// (Gtid_IO_Pos) against those it has applied (@@gtid_slave_pos). A
-// received position not yet applied is stamped when a check first sees it,
-// and the lag is the age of the oldest such position, so it is known to
-// within one check interval and a replica stuck behind a long transaction
-// or a lock leaves the rotation once that age passes maxLag. Neither
-// reading sees transactions the IO thread has not received yet.
+// Seconds_Behind_Master counts whole seconds, so a reading of n proves
+// only that the replica is more than n-1 s behind; alone it could not hold
+// a limit under a second, and it reads 0 when the primary's clock runs
+// ahead. On MariaDB the check also compares the replica's GTID positions:
+// the transactions it has received from the primary (Gtid_IO_Pos) against
+// those it has applied (@@gtid_slave_pos). A received position not yet
+// applied is stamped by the first check that sees it, and the lag is the
+// age of the oldest such position. It is thus known to within one check
+// interval (a limit below the interval acts like the interval), and a
+// replica stuck behind a long transaction or a lock leaves the rotation
+// once that age passes maxLag. Neither reading sees transactions the IO
+// thread has not received yet.
 //
 // Each call returns a check with its own state, for one replica; the check
 // is safe for concurrent use.
@@ -58,7 +61,10 @@ func ReplicaHealth(maxLag time.Duration) func(ctx context.Context, conn *sql.Con
 		if err != nil {
 			return fmt.Errorf("%w: lag unknown", ErrNotCaughtUp)
 		}
-		if lag := time.Duration(secs) * time.Second; lag > maxLag {
+		// Event times are whole seconds, so a reading of secs means more
+		// than secs-1 seconds behind, no more is sure: a replica 0.1 s
+		// behind can read 1.
+		if time.Duration(secs-1)*time.Second >= maxLag {
 			return fmt.Errorf("%w: %ds behind (Seconds_Behind_Master), over the %s limit", ErrNotCaughtUp, secs, maxLag)
 		}
 		received, ok := st["Gtid_IO_Pos"]
@@ -155,7 +161,10 @@ func (c *lagClock) observe(received, applied string, now time.Time) (time.Durati
 	defer c.mu.Unlock()
 	keep := c.pending[:0]
 	for _, p := range c.pending {
-		if !ap.covers(p.pos) {
+		// Drop what was applied, and what the received position no
+		// longer covers (the replica was reset or repointed), which
+		// would otherwise wait forever.
+		if !ap.covers(p.pos) && rp.covers(p.pos) {
 			keep = append(keep, p)
 		}
 	}

@@ -74,6 +74,9 @@ func TestLagClock(t *testing.T) {
 		{1750, "0-1-14,1-2-1", "0-1-14", 0}, // a new domain counts
 		{2000, "0-1-14,1-2-1", "0-1-14", 250 * time.Millisecond},
 		{2250, "0-1-14,1-2-1", "0-1-14,1-2-1", 0},
+		{2500, "0-1-20", "0-1-15", 0},
+		{2750, "0-1-9", "0-1-15", 0}, // reset: received went back; 0-1-20 is forgotten
+		{3000, "0-1-9", "0-1-15", 0},
 	}
 	for _, s := range steps {
 		got, err := c.observe(s.received, s.applied, at(s.ms))

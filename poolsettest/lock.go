@@ -24,12 +24,15 @@ const SharedServers = "mariadb+redis"
 // of the exclusive lock is alone on the server. It blocks until the lock is
 // free; a waiting exclusive taker goes before later shared takers.
 //
-// Within one test process the lock is reentrant: a test that holds it may
-// take it again, shared or exclusively.
+// Within one test process the lock is reentrant: a test that holds it
+// exclusively may take it again, shared or exclusively. Taking it
+// exclusively while the process holds it only shared fails the test: take
+// it first thing in the test. Tests that take it must not run in parallel
+// (t.Parallel) with tests of the same process that use the servers.
 func LockServer(tb testing.TB, name string) {
 	tb.Helper()
 	l := serverLockNamed(tb, name)
-	l.lockExclusive(tb)
+	l.lockExclusive(tb, name)
 	tb.Cleanup(l.unlockExclusive)
 }
 
@@ -47,7 +50,8 @@ func ShareServer(tb testing.TB, name string) {
 // flock(2) files: main, held shared by users and exclusively by the writer,
 // and turn, held by a writer while it waits for main so that new readers
 // queue behind it. No holder of main ever waits for turn, so the two cannot
-// deadlock. Counts make it reentrant within the process.
+// deadlock. Counts make it reentrant within the process; they do not
+// exclude goroutines of one process from each other.
 type serverLock struct {
 	mu         sync.Mutex
 	main, turn *os.File
@@ -110,7 +114,7 @@ func (l *serverLock) lockShared(tb testing.TB) {
 	l.shared++
 }
 
-func (l *serverLock) lockExclusive(tb testing.TB) {
+func (l *serverLock) lockExclusive(tb testing.TB, name string) {
 	tb.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -119,9 +123,10 @@ func (l *serverLock) lockExclusive(tb testing.TB) {
 		return
 	}
 	if l.shared > 0 {
-		// Let go of main before queueing on turn, or a writer holding
-		// turn could wait for us while we wait for it.
-		flock(tb, l.main, syscall.LOCK_UN)
+		// Upgrading would have to let go of the lock first, and another
+		// process's writer could run while this test's connections are
+		// open.
+		tb.Fatalf("poolsettest: LockServer(%q) after this test process took it shared (MySQLDSN, RedisURL or MySQLDatabase ran first): take it first thing in the test", name)
 	}
 	flock(tb, l.turn, syscall.LOCK_EX)
 	flock(tb, l.main, syscall.LOCK_EX)

@@ -103,7 +103,7 @@ func TestServerLockExcludesAcrossProcesses(t *testing.T) {
 	l := serverLockNamed(t, name)
 	writer := make(chan struct{})
 	go func() {
-		l.lockExclusive(t)
+		l.lockExclusive(t, name)
 		close(writer)
 	}()
 	if !notYet(writer) {
@@ -130,10 +130,10 @@ func TestServerLockExcludesAcrossProcesses(t *testing.T) {
 func TestServerLockReentrant(t *testing.T) {
 	name := "locktest-" + t.Name() + "-" + time.Now().Format("150405.000000")
 	t.Run("exclusive then shared", func(t *testing.T) {
-		ShareServer(t, name)
 		LockServer(t, name)
 		ShareServer(t, name)
 		LockServer(t, name)
+		ShareServer(t, name)
 	})
 	l := serverLockNamed(t, name)
 	if l.shared != 0 || l.exclusive != 0 {

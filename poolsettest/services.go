@@ -49,10 +49,11 @@ func MySQLDSN(tb testing.TB) string {
 	if err != nil {
 		tb.Fatalf("poolsettest: POOLSET_TEST_MYSQL_DSN: %v", err)
 	}
+	// Shared before the first dial: a dial is a connection too.
+	ShareServer(tb, SharedServers)
 	if cfg.Net == "tcp" {
 		reachable(tb, "MariaDB", "POOLSET_TEST_MYSQL_DSN", cfg.Addr)
 	}
-	ShareServer(tb, SharedServers)
 	return dsn
 }
 
@@ -62,9 +63,8 @@ func MySQLDSN(tb testing.TB) string {
 // ends (see LockServer).
 func RedisURL(tb testing.TB) string {
 	tb.Helper()
-	url := urlService(tb, "Redis", "POOLSET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0", "6379")
 	ShareServer(tb, SharedServers)
-	return url
+	return urlService(tb, "Redis", "POOLSET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0", "6379")
 }
 
 // NATSURL returns the URL of the machine's NATS server (with JetStream) for

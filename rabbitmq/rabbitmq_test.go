@@ -360,11 +360,9 @@ func TestStopHandsBack(t *testing.T) {
 	b1 := open(t, opts)
 	s1 := source(t, b1)
 	ids := publish(t, b1, "stop", 100)
-	time.Sleep(200 * time.Millisecond) // let the broker push a full prefetch
 	held := fetchN(t, s1, 10, 5*time.Second)
-	if n, err := b1.Pending(ctx); err != nil || n != 100 {
-		t.Errorf("Pending = %d, %v; want 100", n, err)
-	}
+	// Deliveries on the wire are counted nowhere: wait for the prefetch.
+	waitPending(t, b1, 100)
 	if err := s1.Stop(ctx); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
@@ -472,6 +470,36 @@ func TestCloseConcurrentNoLeak(t *testing.T) {
 
 // closeConnections closes, from the server side, the connections whose
 // connection_name is name.
+// onLog returns a channel closed once opts.Logger logs a message that
+// starts with prefix.
+func onLog(opts *rabbitmq.Options, prefix string) <-chan struct{} {
+	ch := make(chan struct{})
+	opts.Logger = slog.New(&signalHandler{Handler: opts.Logger.Handler(), prefix: prefix, ch: ch, once: new(sync.Once)})
+	return ch
+}
+
+type signalHandler struct {
+	slog.Handler
+	prefix string
+	ch     chan struct{}
+	once   *sync.Once
+}
+
+func (h *signalHandler) Handle(ctx context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, h.prefix) {
+		h.once.Do(func() { close(h.ch) })
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *signalHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &signalHandler{Handler: h.Handler.WithAttrs(as), prefix: h.prefix, ch: h.ch, once: h.once}
+}
+
+func (h *signalHandler) WithGroup(name string) slog.Handler {
+	return &signalHandler{Handler: h.Handler.WithGroup(name), prefix: h.prefix, ch: h.ch, once: h.once}
+}
+
 func closeConnections(t *testing.T, name string) {
 	t.Helper()
 	out, err := exec.Command("rabbitmqctl", "-s", "list_connections", "pid", "client_properties").Output()
@@ -500,6 +528,7 @@ func TestReconnect(t *testing.T) {
 	}
 	ctx := context.Background()
 	opts := testOptions(t)
+	lost := onLog(&opts, "rabbitmq: connection lost")
 	b := open(t, opts)
 	s := source(t, b)
 	ids := publish(t, b, "re", 100)
@@ -514,7 +543,11 @@ func TestReconnect(t *testing.T) {
 	held := fetchN(t, s, 10, 5*time.Second)
 
 	closeConnections(t, opts.ConnectionName)
-	time.Sleep(200 * time.Millisecond)
+	select {
+	case <-lost: // the client has seen the connection close
+	case <-time.After(20 * time.Second):
+		t.Fatal("no connection loss logged 20 s after the broker closed the connection")
+	}
 	stale := 0
 	for _, d := range held {
 		err := d.Ack(ctx)
