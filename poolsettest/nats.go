@@ -43,12 +43,10 @@ func StartServerProcess(tb testing.TB) *ServerProcess {
 			return nil
 		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freePort()
 	if err != nil {
-		tb.Fatalf("poolsettest: free port: %v", err)
+		tb.Fatalf("poolsettest: %v", err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	dir := tb.TempDir()
 	p := &ServerProcess{
 		tb:   tb,

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -154,11 +157,20 @@ func (d *Delivery) done(op string, send func() error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, amqp.ErrClosed) || d.c.ch.closed():
+	case errors.Is(err, amqp.ErrClosed) || d.c.ch.closed() || connLost(err):
 		return fmt.Errorf("%w (%s message %q: %v)", ErrStaleDelivery, op, d.d.MessageId, err)
 	default:
 		return fmt.Errorf("rabbitmq: %s message %q: %w", op, d.d.MessageId, err)
 	}
+}
+
+// connLost reports whether err is the connection failing under a write,
+// as when the broker closed it a moment before the client noticed: the
+// delivery's channel is gone with it, though not yet marked closed.
+func connLost(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
 }
 
 // headerPublishedAt carries the publish time, in Unix nanoseconds.
