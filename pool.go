@@ -81,6 +81,11 @@ type PoolConfig struct {
 	// or the primary. mysql.ReplicaHealth checks a replica's threads and
 	// lag. Default: none (always in the rotation while open).
 	Health func(ctx context.Context, conn *sql.Conn) error
+	// Lag, when set on a read pool, reports the replication lag that its
+	// Health check last measured, and whether it is known; Stats, the tree
+	// and the metrics show it. mysql.PoolConfig sets it with Health.
+	// Default: none.
+	Lag func() (time.Duration, bool)
 	// HealthInterval is how often Health runs. Default: 250 ms, so that a
 	// failing replica leaves the rotation within about a second.
 	HealthInterval time.Duration

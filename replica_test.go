@@ -650,7 +650,8 @@ func TestReplicaRouting(t *testing.T) {
 		ctx := t.Context()
 		const maxLag = 500 * time.Millisecond
 		s, logs := openReplicaSet(t, pair, pair.Replicas, func(cfg *poolset.Config) {
-			cfg.Reads[0].Health = mysql.ReplicaHealth(maxLag)
+			check := mysql.NewReplicaCheck(maxLag)
+			cfg.Reads[0].Health, cfg.Reads[0].Lag = check.Health, check.Lag
 		})
 		replicaHealthy(t, s, replica.Name)
 		leaves0 := replicaPool(t, s, replica.Name).Leaves
@@ -704,6 +705,12 @@ func TestReplicaRouting(t *testing.T) {
 		if st.Leaves != leaves0+1 {
 			t.Errorf("leaves: got %d; want %d", st.Leaves, leaves0+1)
 		}
+		if !st.LagKnown || st.Lag <= maxLag {
+			t.Errorf("lag in the stats: got %s (known %v); want over %s", st.Lag, st.LagKnown, maxLag)
+		}
+		if tree := s.Tree(); !strings.Contains(tree, ", lag ") {
+			t.Errorf("tree lacks the replica's lag:\n%s", tree)
+		}
 		if n := countUsers(t, admin, id); n != 0 {
 			t.Fatalf("the replica applied the row behind the lock: got %d rows; want 0", n)
 		}
@@ -714,6 +721,9 @@ func TestReplicaRouting(t *testing.T) {
 
 		unlock()
 		replicaHealthy(t, s, replica.Name)
+		if st := replicaPool(t, s, replica.Name); !st.LagKnown || st.Lag > maxLag {
+			t.Errorf("lag in the stats after the rejoin: got %s (known %v); want at most %s", st.Lag, st.LagKnown, maxLag)
+		}
 		if n := countUsers(t, admin, id); n != 1 {
 			t.Errorf("rows on the replica after the rejoin: got %d; want 1", n)
 		}

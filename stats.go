@@ -22,6 +22,10 @@ type PoolStats struct {
 	Unhealthy string `json:"unhealthy,omitempty"`
 	Leaves    int64  `json:"leaves"`
 	Rejoins   int64  `json:"rejoins"`
+	// Lag is the replication lag the read pool's health check last
+	// measured, when LagKnown (see PoolConfig.Lag).
+	Lag      time.Duration `json:"lag_ns"`
+	LagKnown bool          `json:"lag_known"`
 
 	MaxOpen int `json:"max_open"`
 	Open    int `json:"open"`
@@ -82,6 +86,9 @@ func (p *Pool) Stats() PoolStats {
 	}
 	if h := p.health; h != nil {
 		st.Leaves, st.Rejoins = h.leaves.Load(), h.rejoins.Load()
+		if p.cfg.Lag != nil {
+			st.Lag, st.LagKnown = p.cfg.Lag()
+		}
 		if r := h.reason.Load(); r != nil && !h.ok.Load() {
 			st.Unhealthy = *r
 		}
@@ -152,6 +159,9 @@ func WriteTree(w io.Writer, pools []PoolStats) {
 			flags += ", closed"
 		} else if !p.Healthy {
 			flags += ", out of rotation: " + p.Unhealthy
+		}
+		if p.LagKnown && !p.Closed {
+			flags += ", lag " + fmtDur(p.Lag)
 		}
 		if p.Leaves+p.Rejoins > 0 {
 			flags += fmt.Sprintf(", left the rotation %d times, rejoined %d", p.Leaves, p.Rejoins)

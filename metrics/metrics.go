@@ -22,6 +22,10 @@ var (
 	poolAcquires = prometheus.NewDesc("poolset_pool_acquires_total", "Connections lent.", poolLabels, nil)
 	poolTimeouts = prometheus.NewDesc("poolset_pool_acquire_timeouts_total", "Acquisitions that timed out.", poolLabels, nil)
 	poolWaitSecs = prometheus.NewDesc("poolset_pool_full_wait_seconds_total", "Time waited because the pool was full (database/sql's WaitDuration).", poolLabels, nil)
+	poolHealthy  = prometheus.NewDesc("poolset_pool_in_rotation", "1 while the pool takes reads (open, and its health check passing).", poolLabels, nil)
+	poolLeaves   = prometheus.NewDesc("poolset_pool_rotation_leaves_total", "Times the read pool left the rotation.", poolLabels, nil)
+	poolRejoins  = prometheus.NewDesc("poolset_pool_rotation_rejoins_total", "Times the read pool came back into the rotation.", poolLabels, nil)
+	poolLag      = prometheus.NewDesc("poolset_pool_replication_lag_seconds", "Replication lag the read pool's health check last measured; absent while unknown.", poolLabels, nil)
 
 	repoInUse    = prometheus.NewDesc("poolset_repo_in_use_connections", "Connections a repository holds now.", repoLabels, nil)
 	repoQueries  = prometheus.NewDesc("poolset_repo_queries_total", "Statements a repository ran.", repoLabels, nil)
@@ -41,6 +45,7 @@ func NewSetCollector(set *poolset.Set) *SetCollector { return &SetCollector{set:
 // Describe implements prometheus.Collector.
 func (c *SetCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{poolOpen, poolInUse, poolIdle, poolMax, poolWaiting, poolAcquires, poolTimeouts, poolWaitSecs,
+		poolHealthy, poolLeaves, poolRejoins, poolLag,
 		repoInUse, repoQueries, repoTxs, repoWaitSecs, repoLongest, repoLeaks, repoFallback} {
 		ch <- d
 	}
@@ -59,6 +64,16 @@ func (c *SetCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(poolAcquires, n, float64(p.Acquires), l...)
 		ch <- prometheus.MustNewConstMetric(poolTimeouts, n, float64(p.Timeouts), l...)
 		ch <- prometheus.MustNewConstMetric(poolWaitSecs, n, p.WaitDuration.Seconds(), l...)
+		inRotation := 0.0
+		if p.Healthy {
+			inRotation = 1
+		}
+		ch <- prometheus.MustNewConstMetric(poolHealthy, g, inRotation, l...)
+		ch <- prometheus.MustNewConstMetric(poolLeaves, n, float64(p.Leaves), l...)
+		ch <- prometheus.MustNewConstMetric(poolRejoins, n, float64(p.Rejoins), l...)
+		if p.LagKnown {
+			ch <- prometheus.MustNewConstMetric(poolLag, g, p.Lag.Seconds(), l...)
+		}
 		for _, r := range p.Repos {
 			rl := []string{p.Name, r.Repo}
 			ch <- prometheus.MustNewConstMetric(repoInUse, g, float64(r.InUse), rl...)

@@ -57,7 +57,8 @@ func PoolConfig(dsn string, readOnly bool) (poolset.PoolConfig, error) {
 		IsConnError: IsConnError,
 	}
 	if readOnly {
-		pc.Health, pc.WaitPosition = ReplicaHealth(DefaultMaxLag), WaitPosition
+		c := NewReplicaCheck(DefaultMaxLag)
+		pc.Health, pc.Lag, pc.WaitPosition = c.Health, c.Lag, WaitPosition
 	} else {
 		pc.Position = Position
 	}

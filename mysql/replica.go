@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,51 +41,97 @@ var ErrNotCaughtUp = errors.New("mysql: replica not caught up")
 // thread has not received yet.
 //
 // Each call returns a check with its own state, for one replica; the check
-// is safe for concurrent use.
+// is safe for concurrent use. NewReplicaCheck returns the same check with
+// the lag it measured, for the pool's stats.
 func ReplicaHealth(maxLag time.Duration) func(ctx context.Context, conn *sql.Conn) error {
+	return NewReplicaCheck(maxLag).Health
+}
+
+// ReplicaCheck is ReplicaHealth's check for one replica, with the lag it
+// last measured. Set a read pool's Health and Lag from it:
+//
+//	c := mysql.NewReplicaCheck(maxLag)
+//	pc.Health, pc.Lag = c.Health, c.Lag
+//
+// Its methods are safe for concurrent use.
+type ReplicaCheck struct {
+	maxLag time.Duration
+	clock  lagClock
+	lag    atomic.Int64 // nanoseconds; -1 while unknown
+}
+
+// NewReplicaCheck returns a check that fails past maxLag (default 1 s
+// when maxLag <= 0). Its lag is unknown until its first check.
+func NewReplicaCheck(maxLag time.Duration) *ReplicaCheck {
 	if maxLag <= 0 {
 		maxLag = DefaultMaxLag
 	}
-	var clock lagClock
-	return func(ctx context.Context, conn *sql.Conn) error {
-		st, err := slaveStatus(ctx, conn)
-		if err != nil || st == nil {
-			return err
-		}
-		if io := st["Slave_IO_Running"]; io != "Yes" {
-			return fmt.Errorf("%w: IO thread %s (%s)", ErrNotCaughtUp, io, st["Last_IO_Error"])
-		}
-		if s := st["Slave_SQL_Running"]; s != "Yes" {
-			return fmt.Errorf("%w: SQL thread %s (%s)", ErrNotCaughtUp, s, st["Last_SQL_Error"])
-		}
-		secs, err := strconv.Atoi(st["Seconds_Behind_Master"])
-		if err != nil {
-			return fmt.Errorf("%w: lag unknown", ErrNotCaughtUp)
-		}
-		// Event times are whole seconds, so a reading of secs means more
-		// than secs-1 seconds behind, no more is sure: a replica 0.1 s
-		// behind can read 1.
-		if time.Duration(secs-1)*time.Second >= maxLag {
-			return fmt.Errorf("%w: %ds behind (Seconds_Behind_Master), over the %s limit", ErrNotCaughtUp, secs, maxLag)
-		}
-		received, ok := st["Gtid_IO_Pos"]
-		if !ok {
-			return nil // MySQL: Seconds_Behind_Master is all there is
-		}
-		var applied string
-		if err := conn.QueryRowContext(ctx, "SELECT @@gtid_slave_pos").Scan(&applied); err != nil {
-			return fmt.Errorf("mysql: replica status: %w", err)
-		}
-		lag, err := clock.observe(received, applied, time.Now())
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrNotCaughtUp, err)
-		}
-		if lag > maxLag {
-			return fmt.Errorf("%w: %s behind (received %s, applied %s), over the %s limit",
-				ErrNotCaughtUp, lag.Round(time.Millisecond), received, applied, maxLag)
-		}
-		return nil
+	c := &ReplicaCheck{maxLag: maxLag}
+	c.lag.Store(-1)
+	return c
+}
+
+// Lag returns the lag the last check measured, as ReplicaHealth describes
+// it: at least this far behind. It is unknown (false) before the first
+// check, after a check that failed for another reason than lag, and on a
+// server that is not a replica.
+func (c *ReplicaCheck) Lag() (time.Duration, bool) {
+	n := c.lag.Load()
+	return time.Duration(n), n >= 0
+}
+
+// Health is the check: see ReplicaHealth.
+func (c *ReplicaCheck) Health(ctx context.Context, conn *sql.Conn) error {
+	lag, err := c.measure(ctx, conn)
+	if lag < 0 {
+		c.lag.Store(-1)
+	} else {
+		c.lag.Store(int64(lag))
 	}
+	return err
+}
+
+// measure returns the replica's lag, or -1 when it is unknown, and an
+// error when the replica is not replicating or cannot tell.
+func (c *ReplicaCheck) measure(ctx context.Context, conn *sql.Conn) (time.Duration, error) {
+	st, err := slaveStatus(ctx, conn)
+	if err != nil || st == nil {
+		return -1, err
+	}
+	if io := st["Slave_IO_Running"]; io != "Yes" {
+		return -1, fmt.Errorf("%w: IO thread %s (%s)", ErrNotCaughtUp, io, st["Last_IO_Error"])
+	}
+	if s := st["Slave_SQL_Running"]; s != "Yes" {
+		return -1, fmt.Errorf("%w: SQL thread %s (%s)", ErrNotCaughtUp, s, st["Last_SQL_Error"])
+	}
+	secs, err := strconv.Atoi(st["Seconds_Behind_Master"])
+	if err != nil {
+		return -1, fmt.Errorf("%w: lag unknown", ErrNotCaughtUp)
+	}
+	// Event times are whole seconds, so a reading of secs means more than
+	// secs-1 seconds behind, no more is sure: a replica 0.1 s behind can
+	// read 1.
+	lag := time.Duration(max(secs-1, 0)) * time.Second
+	if secs > 0 && lag >= c.maxLag {
+		return lag, fmt.Errorf("%w: %ds behind (Seconds_Behind_Master), over the %s limit", ErrNotCaughtUp, secs, c.maxLag)
+	}
+	received, ok := st["Gtid_IO_Pos"]
+	if !ok {
+		return lag, nil // MySQL: Seconds_Behind_Master is all there is
+	}
+	var applied string
+	if err := conn.QueryRowContext(ctx, "SELECT @@gtid_slave_pos").Scan(&applied); err != nil {
+		return -1, fmt.Errorf("mysql: replica status: %w", err)
+	}
+	gtidLag, err := c.clock.observe(received, applied, time.Now())
+	if err != nil {
+		return -1, fmt.Errorf("%w: %v", ErrNotCaughtUp, err)
+	}
+	if gtidLag > c.maxLag {
+		return gtidLag, fmt.Errorf("%w: %s behind (received %s, applied %s), over the %s limit",
+			ErrNotCaughtUp, gtidLag.Round(time.Millisecond), received, applied, c.maxLag)
+	}
+	return max(lag, gtidLag), nil
 }
 
 // gtidPos is a MariaDB GTID position: the last sequence number applied in

@@ -64,7 +64,8 @@ func setConfig(cfg config, log *slog.Logger) (poolset.Config, error) {
 		}
 		rc.Name = fmt.Sprintf("replica-%d", i+1)
 		rc.MaxOpen = cfg.MaxOpen
-		rc.Health = mysql.ReplicaHealth(cfg.MaxLag)
+		check := mysql.NewReplicaCheck(cfg.MaxLag)
+		rc.Health, rc.Lag = check.Health, check.Lag
 		pc.Reads = append(pc.Reads, rc)
 	}
 	return pc, nil
