@@ -12,12 +12,13 @@ import (
 // DefaultHealthInterval is how often a read pool's Health check runs.
 const DefaultHealthInterval = 250 * time.Millisecond
 
-// healthCheckTimeout bounds one Health check. A check that merely runs
-// slow never gets there: after two intervals its pool leaves the rotation
-// while the check goes on, and rejoins when it passes. Cancelling a query
-// closes its connection without a goodbye (the server counts an aborted
-// client), so only a server that stays silent this long, hung or gone,
-// has its check connection cut.
+// healthCheckTimeout bounds one Health check, or four intervals when that
+// is longer. A check that merely runs slow never gets there: after two
+// intervals its pool leaves the rotation while the check goes on, and the
+// next check that answers within two intervals brings it back. Cancelling
+// a query closes its connection without a goodbye (the server counts an
+// aborted client), so only a server that stays silent this long, hung or
+// gone, has its check connection cut.
 const healthCheckTimeout = 5 * time.Second
 
 // health tracks whether a read pool is in the rotation. Its checker
@@ -75,6 +76,8 @@ func (p *Pool) startHealth(ctx context.Context) {
 	select {
 	case <-settled:
 	case <-ctx.Done():
+		// Not checked yet: out of the rotation until a check passes.
+		p.markDownReason("health check: not answered before Open's context ended: "+ctx.Err().Error(), false)
 	}
 }
 
@@ -82,25 +85,29 @@ func (p *Pool) startHealth(ctx context.Context) {
 // moves the pool in or out of the rotation, logging and counting a change
 // (not on the first check, which sets the starting state). If the check
 // has not answered after two intervals the pool leaves the rotation at
-// once; the check goes on, up to healthCheckTimeout. settled, when set, is
-// called once the starting state is known.
+// once; the check goes on, up to healthCheckTimeout, and counts as failed
+// even if it passes, so that a server that answers slowly stays out
+// instead of flapping. settled, when set, is called once the starting
+// state is known.
 func (p *Pool) runCheck(ctx context.Context, first bool, settled func()) {
 	h := p.health
-	ctx, cancel := context.WithTimeout(ctx, healthCheckTimeout)
+	slowAfter := 2 * h.interval
+	ctx, cancel := context.WithTimeout(ctx, max(healthCheckTimeout, 2*slowAfter))
 	defer cancel()
 	var (
 		mu    sync.Mutex
 		ended bool // the check returned: the timer must not move the state
 		slow  bool // the timer took the pool out
 	)
-	timer := time.AfterFunc(2*h.interval, func() {
+	start := time.Now()
+	timer := time.AfterFunc(slowAfter, func() {
 		mu.Lock()
 		defer mu.Unlock()
 		if ended {
 			return
 		}
 		slow = true
-		p.markDownReason(fmt.Sprintf("health check: no answer within %s", 2*h.interval), !first)
+		p.markDownReason(fmt.Sprintf("health check: no answer within %s", slowAfter), !first)
 		if settled != nil {
 			settled()
 		}
@@ -117,15 +124,17 @@ func (p *Pool) runCheck(ctx context.Context, first bool, settled func()) {
 	mu.Lock()
 	defer mu.Unlock()
 	ended = true
-	count := !first || slow
+	if err == nil && slow {
+		err = fmt.Errorf("health check: answered after %s, over %s", time.Since(start).Round(time.Millisecond), slowAfter)
+	}
 	if err == nil {
-		if !h.ok.Swap(true) && count {
+		if !h.ok.Swap(true) && !first {
 			h.rejoins.Add(1)
 			h.reason.Store(nil)
 			p.log.Info("poolset: read pool back in the rotation", "pool", p.cfg.Name)
 		}
 	} else {
-		p.markDownReason(err.Error(), count)
+		p.markDownReason(err.Error(), !first)
 	}
 	if settled != nil && !slow {
 		settled()
@@ -152,9 +161,9 @@ func (p *Pool) markDownReason(reason string, count bool) {
 
 // stopHealth ends the checker goroutine and waits for it, then closes the
 // checker's connection. A check under way gets two intervals to finish,
-// so that its connection closes cleanly, and is cancelled after that. It
-// is a no-op for a pool without a Health check.
-func (p *Pool) stopHealth() {
+// so that its connection closes cleanly, and is cancelled after that or
+// when ctx is done. It is a no-op for a pool without a Health check.
+func (p *Pool) stopHealth(ctx context.Context) {
 	h := p.health
 	if h == nil {
 		return
@@ -165,10 +174,10 @@ func (p *Pool) stopHealth() {
 	select {
 	case <-h.done:
 	case <-t.C:
-		h.cancel()
-		<-h.done
+	case <-ctx.Done():
 	}
 	h.cancel()
+	<-h.done
 	h.checker.Close()
 }
 

@@ -78,8 +78,12 @@ type PoolConfig struct {
 	// HealthInterval and once at Open, so that a hung server is noticed
 	// even while every lent connection is stuck; while it returns an error
 	// the pool is out of the rotation and its reads go to another read pool
-	// or the primary. mysql.ReplicaHealth checks a replica's threads and
-	// lag. Default: none (always in the rotation while open).
+	// or the primary. A check that has not returned after two intervals
+	// takes the pool out at once and counts as failed; its ctx ends after 5
+	// s (or four intervals, if longer), or two intervals into Close. Open
+	// waits at most two intervals for the first check. mysql.ReplicaHealth
+	// checks a replica's threads and lag. Default: none (always in the
+	// rotation while open).
 	Health func(ctx context.Context, conn *sql.Conn) error
 	// Lag, when set on a read pool, reports the replication lag that its
 	// Health check last measured, and whether it is known; Stats, the tree
@@ -292,8 +296,10 @@ func (p *Pool) timeoutError(wait time.Duration) error {
 // Close stops new acquisitions, waits up to CloseWait (or until ctx is
 // done) for borrowed connections to come back, logs and closes any still
 // held (with the repository and stack that took them), then closes the
-// *sql.DB, which says goodbye to the server on every idle connection. It
-// blocks for at most CloseWait plus the time the server takes to close. It
+// *sql.DB, which says goodbye to the server on every idle connection. A
+// read pool's health check under way gets up to two HealthIntervals first
+// (less if ctx ends). Close blocks for at most that, CloseWait and the
+// time the server takes to close. It
 // is idempotent: later calls return the first result. The set calls Close
 // at release; call it yourself only on a pool you opened with OpenPool.
 func (p *Pool) Close(ctx context.Context) error {
@@ -301,7 +307,7 @@ func (p *Pool) Close(ctx context.Context) error {
 		p.mu.Lock()
 		p.closed.Store(true)
 		p.mu.Unlock()
-		p.stopHealth()
+		p.stopHealth(ctx)
 		wctx, cancel := context.WithTimeout(ctx, p.cfg.CloseWait)
 		defer cancel()
 		tick := time.NewTicker(5 * time.Millisecond)

@@ -125,7 +125,11 @@ func Open(ctx context.Context, cfg Config) (*Set, error) {
 		if rc.Health != nil {
 			r.startHealth(ctx)
 			if !r.usable() {
-				s.log.Warn("poolset: read pool unusable at start; it joins the rotation once its health check passes", "pool", rc.Name, "reason", *r.health.reason.Load())
+				reason := "unknown"
+				if r := r.health.reason.Load(); r != nil {
+					reason = *r
+				}
+				s.log.Warn("poolset: read pool unusable at start; it joins the rotation once its health check passes", "pool", rc.Name, "reason", reason)
 			}
 		} else if err := r.ping(ctx); err != nil {
 			s.log.Warn("poolset: read pool unreachable at start; its reads go to the primary until it answers", "pool", rc.Name, "err", err)

@@ -23,7 +23,7 @@ type PoolStats struct {
 	Leaves    int64  `json:"leaves"`
 	Rejoins   int64  `json:"rejoins"`
 	// Lag is the replication lag the read pool's health check last
-	// measured, when LagKnown (see PoolConfig.Lag).
+	// measured, when LagKnown (see PoolConfig.Lag); never on a closed pool.
 	Lag      time.Duration `json:"lag_ns"`
 	LagKnown bool          `json:"lag_known"`
 
@@ -86,7 +86,7 @@ func (p *Pool) Stats() PoolStats {
 	}
 	if h := p.health; h != nil {
 		st.Leaves, st.Rejoins = h.leaves.Load(), h.rejoins.Load()
-		if p.cfg.Lag != nil {
+		if p.cfg.Lag != nil && !st.Closed {
 			st.Lag, st.LagKnown = p.cfg.Lag()
 		}
 		if r := h.reason.Load(); r != nil && !h.ok.Load() {
@@ -160,7 +160,7 @@ func WriteTree(w io.Writer, pools []PoolStats) {
 		} else if !p.Healthy {
 			flags += ", out of rotation: " + p.Unhealthy
 		}
-		if p.LagKnown && !p.Closed {
+		if p.LagKnown {
 			flags += ", lag " + fmtDur(p.Lag)
 		}
 		if p.Leaves+p.Rejoins > 0 {

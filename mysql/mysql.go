@@ -21,8 +21,10 @@ import (
 // readOnly is true every session is made read-only (SET SESSION TRANSACTION
 // READ ONLY) as it connects, so that a write sent to the pool fails on the
 // server instead of writing, and the pool gets a replica health check
-// (ReplicaHealth with DefaultMaxLag) and WaitPosition; use it for
-// replicas. Otherwise it gets Position, for read-your-writes.
+// and its lag (Health and Lag from one NewReplicaCheck(DefaultMaxLag)) and
+// WaitPosition; use it for replicas. To change the limit, set Health and
+// Lag together from one NewReplicaCheck: a Lag left from another check
+// reports nothing. Otherwise it gets Position, for read-your-writes.
 //
 // Unless dsn says otherwise it sets parseTime=true and
 // interpolateParams=true (statements with arguments take one round trip

@@ -34,11 +34,11 @@ var ErrNotCaughtUp = errors.New("mysql: replica not caught up")
 // the transactions it has received from the primary (Gtid_IO_Pos) against
 // those it has applied (@@gtid_slave_pos). A received position not yet
 // applied is stamped by the first check that sees it, and the lag is the
-// age of the oldest such position. It is thus known to within one check
-// interval (a limit below the interval acts like the interval), and a
-// replica stuck behind a long transaction or a lock leaves the rotation
-// once that age passes maxLag. Neither reading sees transactions the IO
-// thread has not received yet.
+// age of the oldest such position, known to within one check interval. A
+// replica stuck behind a long transaction or a lock thus leaves the
+// rotation between maxLag and maxLag plus two check intervals after the
+// transaction arrived (a limit below the interval acts like the interval).
+// Neither reading sees transactions the IO thread has not received yet.
 //
 // Each call returns a check with its own state, for one replica; the check
 // is safe for concurrent use. NewReplicaCheck returns the same check with

@@ -24,6 +24,10 @@ const SharedServers = "mariadb+redis"
 // of the exclusive lock is alone on the server. It blocks until the lock is
 // free; a waiting exclusive taker goes before later shared takers.
 //
+// A test that takes more than one such lock takes SharedServers first
+// (its shared hold from MySQLDSN or RedisURL included), so that no two
+// processes wait on each other in opposite orders.
+//
 // Within one test process the lock is reentrant: a test that holds it
 // exclusively may take it again, shared or exclusively. Taking it
 // exclusively while the process holds it only shared fails the test: take

@@ -468,8 +468,6 @@ func TestCloseConcurrentNoLeak(t *testing.T) {
 	}
 }
 
-// closeConnections closes, from the server side, the connections whose
-// connection_name is name.
 // onLog returns a channel closed once opts.Logger logs a message that
 // starts with prefix.
 func onLog(opts *rabbitmq.Options, prefix string) <-chan struct{} {
@@ -500,6 +498,8 @@ func (h *signalHandler) WithGroup(name string) slog.Handler {
 	return &signalHandler{Handler: h.Handler.WithGroup(name), prefix: h.prefix, ch: h.ch, once: h.once}
 }
 
+// closeConnections closes, from the server side, the connections whose
+// connection_name is name.
 func closeConnections(t *testing.T, name string) {
 	t.Helper()
 	out, err := exec.Command("rabbitmqctl", "-s", "list_connections", "pid", "client_properties").Output()
