@@ -685,9 +685,11 @@ func TestReplicaRouting(t *testing.T) {
 			t.Fatal(err)
 		}
 		admin := replicaServerDB(t, replica.DSN("shop"))
-		replicaEventually(t, replica.Name+" out of the rotation", replicaLeaveBound, func() (bool, string) {
+		// Out on its GTID positions (a check slow for another reason would
+		// take it out too, with another reason).
+		replicaEventually(t, replica.Name+" out of the rotation on its GTID positions", replicaLeaveBound, func() (bool, string) {
 			st := replicaPool(t, s, replica.Name)
-			return !st.Healthy, fmt.Sprintf("healthy %v, unhealthy %q", st.Healthy, st.Unhealthy)
+			return !st.Healthy && strings.Contains(st.Unhealthy, "received"), fmt.Sprintf("healthy %v, unhealthy %q", st.Healthy, st.Unhealthy)
 		})
 		st := replicaPool(t, s, replica.Name)
 		status, err := replica.ReplicaStatus(ctx)
@@ -702,8 +704,8 @@ func TestReplicaRouting(t *testing.T) {
 		if !strings.Contains(st.Unhealthy, "received") || !strings.Contains(st.Unhealthy, "applied") {
 			t.Errorf("Unhealthy: got %q; want the GTID positions received and applied", st.Unhealthy)
 		}
-		if st.Leaves != leaves0+1 {
-			t.Errorf("leaves: got %d; want %d", st.Leaves, leaves0+1)
+		if st.Leaves < leaves0+1 {
+			t.Errorf("leaves: got %d; want at least %d", st.Leaves, leaves0+1)
 		}
 		if !st.LagKnown || st.Lag <= maxLag {
 			t.Errorf("lag in the stats: got %s (known %v); want over %s", st.Lag, st.LagKnown, maxLag)
