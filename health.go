@@ -61,7 +61,7 @@ func (p *Pool) startHealth(ctx context.Context) {
 	settled := make(chan struct{})
 	go func() {
 		defer close(h.done)
-		p.runCheck(hctx, true, func() { close(settled) })
+		p.runCheck(hctx, func() { close(settled) })
 		t := time.NewTicker(h.interval)
 		defer t.Stop()
 		for {
@@ -69,7 +69,7 @@ func (p *Pool) startHealth(ctx context.Context) {
 			case <-h.quit:
 				return
 			case <-t.C:
-				p.runCheck(hctx, false, nil)
+				p.runCheck(hctx, nil)
 			}
 		}
 	}()
@@ -82,15 +82,16 @@ func (p *Pool) startHealth(ctx context.Context) {
 }
 
 // runCheck runs the Health check once on the checker's connection and
-// moves the pool in or out of the rotation, logging and counting a change
-// (not on the first check, which sets the starting state). If the check
-// has not answered after two intervals the pool leaves the rotation at
-// once; the check goes on, up to healthCheckTimeout, and counts as failed
-// even if it passes, so that a server that answers slowly stays out
-// instead of flapping. settled, when set, is called once the starting
-// state is known.
-func (p *Pool) runCheck(ctx context.Context, first bool, settled func()) {
+// moves the pool in or out of the rotation, logging and counting a change.
+// If the check has not answered after two intervals the pool leaves the
+// rotation at once; the check goes on, up to healthCheckTimeout, and
+// counts as failed even if it passes, so that a server that answers slowly
+// stays out instead of flapping. The first check is given settled, called
+// once the starting state is known; it sets that state without counting
+// or logging a move.
+func (p *Pool) runCheck(ctx context.Context, settled func()) {
 	h := p.health
+	first := settled != nil
 	slowAfter := 2 * h.interval
 	ctx, cancel := context.WithTimeout(ctx, max(healthCheckTimeout, 2*slowAfter))
 	defer cancel()
@@ -108,7 +109,7 @@ func (p *Pool) runCheck(ctx context.Context, first bool, settled func()) {
 		}
 		slow = true
 		p.markDownReason(fmt.Sprintf("health check: no answer within %s", slowAfter), !first)
-		if settled != nil {
+		if first {
 			settled()
 		}
 	})
@@ -136,7 +137,7 @@ func (p *Pool) runCheck(ctx context.Context, first bool, settled func()) {
 	} else {
 		p.markDownReason(err.Error(), !first)
 	}
-	if settled != nil && !slow {
+	if first && !slow {
 		settled()
 	}
 }

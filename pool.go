@@ -81,7 +81,7 @@ type PoolConfig struct {
 	// or the primary. A check that has not returned after two intervals
 	// takes the pool out at once and counts as failed; its ctx ends after 5
 	// s (or four intervals, if longer), or two intervals into Close. Open
-	// waits at most two intervals for the first check. mysql.ReplicaHealth
+	// waits at most two intervals for the first check. mysql.ReplicaCheck
 	// checks a replica's threads and lag. Default: none (always in the
 	// rotation while open).
 	Health func(ctx context.Context, conn *sql.Conn) error

@@ -1,7 +1,6 @@
 package poolset_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -24,26 +23,8 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// logBuffer is a slog handler target safe for concurrent writes.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func newLogger() (*slog.Logger, *logBuffer) {
-	var lb logBuffer
+func newLogger() (*slog.Logger, *poolsettest.Buffer) {
+	var lb poolsettest.Buffer
 	return slog.New(slog.NewTextHandler(&lb, nil)), &lb
 }
 
@@ -65,17 +46,25 @@ func openSQLite(t *testing.T, cfg poolset.Config) *poolset.Set {
 // read-only pool on the same server, and a table t.
 func openMariaDB(t *testing.T, name string, cfg poolset.Config) (*poolset.Set, string) {
 	t.Helper()
-	dsn := poolsettest.MySQLDatabase(t, name)
+	primary, read, dsn := mariaDBConfigs(t, name)
+	cfg.Primary, cfg.Reads = primary, append([]poolset.PoolConfig{read}, cfg.Reads...)
+	return mustOpen(t, cfg), dsn
+}
+
+// mariaDBConfigs creates database name on the test MariaDB and returns a
+// primary and a read pool config for it, and its DSN.
+func mariaDBConfigs(t *testing.T, name string) (primary, read poolset.PoolConfig, dsn string) {
+	t.Helper()
+	dsn = poolsettest.MySQLDatabase(t, name)
 	primary, err := mysql.PoolConfig(dsn, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	read, err := mysql.PoolConfig(dsn, true)
+	read, err = mysql.PoolConfig(dsn, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Primary, cfg.Reads = primary, append([]poolset.PoolConfig{read}, cfg.Reads...)
-	return mustOpen(t, cfg), dsn
+	return primary, read, dsn
 }
 
 func mustOpen(t *testing.T, cfg poolset.Config) *poolset.Set {
@@ -529,15 +518,7 @@ func TestSlowHealthCheckIsNotCut(t *testing.T) {
 	poolsettest.LockServer(t, poolsettest.SharedServers)
 	admin := adminDB(t)
 	aborted0 := poolsettest.Steady(func() int64 { return status(t, admin, "Aborted_clients") })
-	dsn := poolsettest.MySQLDatabase(t, "poolset_t_slowcheck")
-	primary, err := mysql.PoolConfig(dsn, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	read, err := mysql.PoolConfig(dsn, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	primary, read, _ := mariaDBConfigs(t, "poolset_t_slowcheck")
 	var slow atomic.Bool
 	var slowChecks atomic.Int64
 	read.HealthInterval = 250 * time.Millisecond

@@ -110,7 +110,7 @@ func replicaServerDB(t *testing.T, dsn string) *sql.DB {
 // given replicas as read pools (named after the instances, "replica-1",
 // ...), as mysql.PoolConfig builds them, after edit changes the config.
 // It releases the set at the end of the test.
-func openReplicaSet(t *testing.T, pair *poolsettest.Pair, reads []*poolsettest.Instance, edit func(*poolset.Config)) (*poolset.Set, *logBuffer) {
+func openReplicaSet(t *testing.T, pair *poolsettest.Pair, reads []*poolsettest.Instance, edit func(*poolset.Config)) (*poolset.Set, *poolsettest.Buffer) {
 	t.Helper()
 	primary, err := mysql.PoolConfig(pair.Primary.DSN("shop"), false)
 	if err != nil {
@@ -386,7 +386,7 @@ func TestReplicaRouting(t *testing.T) {
 	t.Run("stale reads and read-your-writes", func(t *testing.T) {
 		ctx := t.Context()
 		// The replica stays in the rotation with its SQL thread stopped only
-		// without a health check: mysql.ReplicaHealth takes it out at once
+		// without a health check: mysql.ReplicaCheck takes it out at once
 		// (see "SQL thread stopped leaves the rotation"). The wait for the
 		// replica to reach a write is raised from 100 ms so that a busy
 		// machine does not send a caught-up read to the primary.

@@ -12,19 +12,24 @@ import (
 	"time"
 )
 
-// DefaultMaxLag is the replication lag past which ReplicaHealth takes a
+// DefaultMaxLag is the replication lag past which a ReplicaCheck takes a
 // replica out of the rotation.
 const DefaultMaxLag = time.Second
 
-// ErrNotCaughtUp is wrapped by ReplicaHealth's error for a replica that is
+// ErrNotCaughtUp is wrapped by ReplicaCheck's error for a replica that is
 // not replicating or lags too far.
 var ErrNotCaughtUp = errors.New("mysql: replica not caught up")
 
-// ReplicaHealth returns a poolset health check for a replica: it fails
-// when the server does not answer, when its replication IO or SQL thread
-// is not running, or when its lag is unknown or above maxLag (default 1 s
-// when maxLag <= 0). A server that is not a replica at all (SHOW SLAVE
-// STATUS has no row) passes: it is a read-only pool on a standalone server.
+// ReplicaCheck is a poolset health check for one replica, with the lag
+// it last measured. Set a read pool's Health and Lag from one of them:
+//
+//	c := mysql.NewReplicaCheck(maxLag)
+//	pc.Health, pc.Lag = c.Health, c.Lag
+//
+// Health fails when the server does not answer, when its replication IO or
+// SQL thread is not running, or when its lag is unknown or above maxLag. A
+// server that is not a replica at all (SHOW SLAVE STATUS has no row)
+// passes: it is a read-only pool on a standalone server.
 //
 // The lag is the larger of two readings from the replica's own status.
 // Seconds_Behind_Master counts whole seconds, so a reading of n proves
@@ -39,19 +44,6 @@ var ErrNotCaughtUp = errors.New("mysql: replica not caught up")
 // rotation between maxLag and maxLag plus two check intervals after the
 // transaction arrived (a limit below the interval acts like the interval).
 // Neither reading sees transactions the IO thread has not received yet.
-//
-// Each call returns a check with its own state, for one replica; the check
-// is safe for concurrent use. NewReplicaCheck returns the same check with
-// the lag it measured, for the pool's stats.
-func ReplicaHealth(maxLag time.Duration) func(ctx context.Context, conn *sql.Conn) error {
-	return NewReplicaCheck(maxLag).Health
-}
-
-// ReplicaCheck is ReplicaHealth's check for one replica, with the lag it
-// last measured. Set a read pool's Health and Lag from it:
-//
-//	c := mysql.NewReplicaCheck(maxLag)
-//	pc.Health, pc.Lag = c.Health, c.Lag
 //
 // Its methods are safe for concurrent use.
 type ReplicaCheck struct {
@@ -71,7 +63,7 @@ func NewReplicaCheck(maxLag time.Duration) *ReplicaCheck {
 	return c
 }
 
-// Lag returns the lag the last check measured, as ReplicaHealth describes
+// Lag returns the lag the last check measured, as ReplicaCheck describes
 // it: at least this far behind. It is unknown (false) before the first
 // check, after a check that failed for another reason than lag, and on a
 // server that is not a replica.
@@ -80,7 +72,7 @@ func (c *ReplicaCheck) Lag() (time.Duration, bool) {
 	return time.Duration(n), n >= 0
 }
 
-// Health is the check: see ReplicaHealth.
+// Health is the check: see ReplicaCheck.
 func (c *ReplicaCheck) Health(ctx context.Context, conn *sql.Conn) error {
 	lag, err := c.measure(ctx, conn)
 	if lag < 0 {
@@ -94,7 +86,7 @@ func (c *ReplicaCheck) Health(ctx context.Context, conn *sql.Conn) error {
 // measure returns the replica's lag, or -1 when it is unknown, and an
 // error when the replica is not replicating or cannot tell.
 func (c *ReplicaCheck) measure(ctx context.Context, conn *sql.Conn) (time.Duration, error) {
-	st, err := slaveStatus(ctx, conn)
+	st, err := ReplicaStatus(ctx, conn)
 	if err != nil || st == nil {
 		return -1, err
 	}
@@ -231,9 +223,9 @@ func (c *lagClock) observe(received, applied string, now time.Time) (time.Durati
 	return now.Sub(c.pending[0].seen), nil
 }
 
-// slaveStatus returns SHOW SLAVE STATUS's first row by column, or nil
-// when the server is not a replica.
-func slaveStatus(ctx context.Context, conn *sql.Conn) (map[string]string, error) {
+// ReplicaStatus returns SHOW SLAVE STATUS's first row by column (NULL
+// columns left out), or nil when the server is not a replica.
+func ReplicaStatus(ctx context.Context, conn *sql.Conn) (map[string]string, error) {
 	rows, err := conn.QueryContext(ctx, "SHOW SLAVE STATUS")
 	if err != nil {
 		return nil, fmt.Errorf("mysql: replica status: %w", err)

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/go-sql-driver/mysql" // registers the "mysql" driver for sql.Open
+	"github.com/poolset/poolset/mysql" // also registers the "mysql" driver for sql.Open
 )
 
 // Limits of the MariaDB helpers. StartPair and AddReplica give up after
@@ -157,13 +157,13 @@ func (i *Instance) StartSQLThread(ctx context.Context) error {
 	return i.exec(ctx, "START SLAVE SQL_THREAD")
 }
 
-// ReplicaStatus returns the replica's SHOW SLAVE STATUS by column name,
-// or an empty map when the instance replicates nothing.
+// ReplicaStatus returns the replica's SHOW SLAVE STATUS by column name
+// (mysql.ReplicaStatus), or nil when the instance replicates nothing.
 func (i *Instance) ReplicaStatus(ctx context.Context) (map[string]string, error) {
 	var st map[string]string
 	err := i.withConn(ctx, func(c *sql.Conn) error {
 		var err error
-		st, err = slaveStatus(ctx, c)
+		st, err = mysql.ReplicaStatus(ctx, c)
 		return err
 	})
 	return st, err
@@ -335,7 +335,7 @@ func (p *Pair) WaitCaughtUp(ctx context.Context, r *Instance) error {
 			if err == nil && res.Valid && res.Int64 == 0 {
 				return nil
 			}
-			st, _ := slaveStatus(ctx, c)
+			st, _ := mysql.ReplicaStatus(ctx, c)
 			if ctx.Err() != nil || err != nil {
 				return fmt.Errorf("poolsettest: wait for %s to reach %s: %w (%s)", r.Name, pos, errors.Join(ctx.Err(), err), st)
 			}
@@ -466,7 +466,7 @@ func (p *Pair) follow(ctx context.Context, r *Instance) error {
 		t := time.NewTicker(pollInterval)
 		defer t.Stop()
 		for {
-			st, err := slaveStatus(ctx, c)
+			st, err := mysql.ReplicaStatus(ctx, c)
 			if err == nil && st["Slave_IO_Running"] == "Yes" && st["Slave_SQL_Running"] == "Yes" {
 				return nil
 			}
@@ -668,36 +668,6 @@ func tail(b []byte) string {
 		lines = lines[len(lines)-20:]
 	}
 	return string(bytes.Join(lines, []byte("\n")))
-}
-
-// slaveStatus returns SHOW SLAVE STATUS as column name to value, or an
-// empty map when the server is no replica.
-func slaveStatus(ctx context.Context, c *sql.Conn) (map[string]string, error) {
-	st := map[string]string{}
-	rows, err := c.QueryContext(ctx, "SHOW SLAVE STATUS")
-	if err != nil {
-		return st, err
-	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		return st, err
-	}
-	if !rows.Next() {
-		return st, rows.Err()
-	}
-	vals := make([]sql.NullString, len(cols))
-	ptrs := make([]any, len(cols))
-	for k := range vals {
-		ptrs[k] = &vals[k]
-	}
-	if err := rows.Scan(ptrs...); err != nil {
-		return st, err
-	}
-	for k, col := range cols {
-		st[col] = vals[k].String
-	}
-	return st, rows.Err()
 }
 
 // sameDir reports whether paths a and b name the same existing directory.

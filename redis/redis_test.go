@@ -1,14 +1,12 @@
 package redis_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,18 +14,6 @@ import (
 	"github.com/poolset/poolset/redis"
 	"github.com/poolset/poolset/shop"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func TestCacheAside(t *testing.T) {
 	ctx := context.Background()
@@ -95,7 +81,7 @@ func TestOutageWarnsOnce(t *testing.T) {
 	defer func() { stop(srv) }()
 
 	ctx := context.Background()
-	var logs syncBuffer
+	var logs poolsettest.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	c, err := redis.Open(ctx, redis.Options{URL: fmt.Sprintf("redis://127.0.0.1:%d/0", port)})
 	if err != nil {
