@@ -77,6 +77,11 @@ func (h *Handle) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 	return tx, err
 }
 
+// PingContext checks that the primary answers (Pool.Ping): a caller that
+// met an error can tell a server that is gone from a statement that
+// failed.
+func (h *Handle) PingContext(ctx context.Context) error { return h.set.primary.Ping(ctx) }
+
 // Read returns the handle's view for reads that may be stale: they go to a
 // read pool when one is usable, else to the primary or fail, as the
 // handle's ReadPolicy says.

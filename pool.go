@@ -185,8 +185,11 @@ func openPool(ctx context.Context, s *Set, cfg PoolConfig, role string, log *slo
 	return p, nil
 }
 
-// ping checks that the pool can reach its server.
-func (p *Pool) ping(ctx context.Context) error {
+// Ping checks that the pool's server answers, on a connection of the pool
+// (counted against no repository). It blocks until the server answers, the
+// pool's AcquireTimeout passes, or ctx is done. It is safe for concurrent
+// use.
+func (p *Pool) Ping(ctx context.Context) error {
 	timeout := p.cfg.AcquireTimeout
 	if timeout <= 0 {
 		timeout = DefaultAcquireTimeout

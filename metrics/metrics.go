@@ -92,6 +92,9 @@ var (
 	received = prometheus.NewDesc("poolset_worker_received_total", "Messages received.", nil, nil)
 	inFlight = prometheus.NewDesc("poolset_worker_in_flight", "Messages being processed now.", nil, nil)
 	ready    = prometheus.NewDesc("poolset_worker_ready", "1 while the worker takes messages.", nil, nil)
+	held     = prometheus.NewDesc("poolset_worker_held", "Messages in flight held because the database does not answer.", nil, nil)
+	outages  = prometheus.NewDesc("poolset_worker_db_outages_total", "Times the database stopped answering.", nil, nil)
+	outageS  = prometheus.NewDesc("poolset_worker_db_outage_seconds_total", "Time the database did not answer.", nil, nil)
 )
 
 // WorkerCollector collects a Worker's counters.
@@ -106,6 +109,9 @@ func (c *WorkerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- received
 	ch <- inFlight
 	ch <- ready
+	ch <- held
+	ch <- outages
+	ch <- outageS
 }
 
 // Collect implements prometheus.Collector.
@@ -125,4 +131,7 @@ func (c *WorkerCollector) Collect(ch chan<- prometheus.Metric) {
 		r = 1
 	}
 	ch <- prometheus.MustNewConstMetric(ready, prometheus.GaugeValue, r)
+	ch <- prometheus.MustNewConstMetric(held, prometheus.GaugeValue, float64(s.Held))
+	ch <- prometheus.MustNewConstMetric(outages, n, float64(s.Outages))
+	ch <- prometheus.MustNewConstMetric(outageS, n, s.OutageTime.Seconds())
 }

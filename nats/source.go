@@ -248,6 +248,26 @@ func (d *delivery) Nak(ctx context.Context, delay time.Duration) error {
 	})
 }
 
+// ExtendEvery returns a third of the consumer's AckWait: how often Extend
+// must run to keep the delivery from being redelivered.
+func (d *delivery) ExtendEvery() time.Duration { return d.b.opts.AckWait / 3 }
+
+// Extend tells the server that the message is still being worked on
+// (+WPI), which restarts its AckWait, and waits, bounded by ctx, until the
+// server has received it. It fails with ErrAlreadySettled once the delivery
+// is settled.
+func (d *delivery) Extend(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.settled {
+		return ErrAlreadySettled
+	}
+	if err := d.msg.InProgress(); err != nil {
+		return fmt.Errorf("nats: extend: %w", err)
+	}
+	return d.b.flush(ctx)
+}
+
 // DeadLetter publishes a copy of the message to
 // shop.deadletter.<subject>, with reason in the Poolset-Reason header and
 // the delivery count in Poolset-Delivered, waits for the server to store

@@ -188,7 +188,8 @@ type Pair struct {
 	nextID int        // server id of the next replica
 }
 
-// StartPair starts a primary and n >= 1 replicas, each in a new directory
+// StartPair starts a primary and n >= 0 replicas (0: a primary alone, for
+// a test that needs a server of its own to kill), each in a new directory
 // under dir (dir/primary, dir/replica-1, ...) on a free port of 127.0.0.1. It
 // creates database db on the primary (unless db is empty) and a replication
 // user, points every replica at the primary with MASTER_USE_GTID=slave_pos,
@@ -202,8 +203,8 @@ type Pair struct {
 // Pair and must call Stop; the processes outlive a test process that is
 // killed before it can (on Linux they get SIGKILL when it exits).
 func StartPair(ctx context.Context, dir string, db string, n int) (*Pair, error) {
-	if n < 1 {
-		return nil, fmt.Errorf("poolsettest: start pair: %d replicas, want at least 1", n)
+	if n < 0 {
+		return nil, fmt.Errorf("poolsettest: start pair: %d replicas, want 0 or more", n)
 	}
 	bin, installDB, err := mariaDBBinaries()
 	if err != nil {

@@ -161,6 +161,10 @@ func New(set *poolset.Set, d Dialect, cache ProductCache) *Shop {
 	return Compose(set.Handle("users"), set.Handle("products"), set.Handle("orders"), d, cache)
 }
 
+// Ping checks that the primary, where orders are placed, answers. It
+// blocks at most the primary pool's AcquireTimeout, or until ctx is done.
+func (s *Shop) Ping(ctx context.Context) error { return s.Orders.h.PingContext(ctx) }
+
 // Compose builds the repositories on the given handles, which may come
 // from different sets (as the sharing benchmark does to compare one pool
 // per repository with one shared pool). cache may be nil.

@@ -94,3 +94,15 @@ type Timestamped interface {
 type Connectivity interface {
 	Connected() bool
 }
+
+// Extender is implemented by a Delivery that its broker redelivers when it
+// is not settled within a deadline (NATS's AckWait). While the database is
+// down the worker holds messages without settling them; it calls Extend
+// every ExtendEvery so that the broker does not hand them to another
+// consumer meanwhile.
+type Extender interface {
+	// ExtendEvery is how often Extend must run to keep the delivery.
+	ExtendEvery() time.Duration
+	// Extend resets the broker's deadline for settling the delivery.
+	Extend(ctx context.Context) error
+}

@@ -102,6 +102,12 @@ type Summary struct {
 	Abandoned    int64 `json:"abandoned"`
 	SettleErrors int64 `json:"settle_errors"`
 	InFlight     int64 `json:"in_flight"`
+	// Held is how many messages in flight are held because the database
+	// does not answer; Outages counts the times it stopped answering, and
+	// OutageTime is how long it did not, in all.
+	Held       int64         `json:"held"`
+	Outages    int64         `json:"outages"`
+	OutageTime time.Duration `json:"outage_ns"`
 	// Busy is the time from the first message received to the last one
 	// settled; Rate is Acked over it, in messages a second.
 	Busy time.Duration `json:"busy_ns"`
@@ -129,7 +135,8 @@ type Worker struct {
 
 	received, accepted, rejected, duplicates, registered atomic.Int64
 	naked, deadLettered, abandoned, settleErrors         atomic.Int64
-	inFlightMsgs                                         atomic.Int64
+	inFlightMsgs, held                                   atomic.Int64
+	out                                                  *outage
 	firstAt, lastAt                                      atomic.Int64 // unix nanos of the first receive and the last settle
 	freed                                                chan struct{}
 
@@ -145,12 +152,13 @@ type Worker struct {
 func New(s *shop.Shop, src Source, cfg Config) *Worker {
 	cfg.setDefaults()
 	return &Worker{shop: s, src: src, cfg: cfg, log: cfg.Logger, skip: make(chan struct{}), freed: make(chan struct{}, 1),
+		out:        &outage{ping: s.Ping, log: cfg.Logger},
 		groupSlots: make(chan struct{}, cfg.GroupConcurrency), slots: make(chan struct{}, cfg.Concurrency)}
 }
 
 // Ready reports whether the worker is taking messages: true from Run's
-// start until its ctx is done.
-func (w *Worker) Ready() bool { return w.ready.Load() }
+// start until its ctx is done, except while the database does not answer.
+func (w *Worker) Ready() bool { return w.ready.Load() && w.out.current() == nil }
 
 // SkipDrain ends the drain at once (the second signal): what is in flight
 // is nak'ed and counted as abandoned. It is idempotent.
@@ -162,8 +170,9 @@ func (w *Worker) Stats() Summary {
 		Received: w.received.Load(), Accepted: w.accepted.Load(), Rejected: w.rejected.Load(),
 		Duplicates: w.duplicates.Load(), Registered: w.registered.Load(), Naked: w.naked.Load(),
 		DeadLettered: w.deadLettered.Load(), Abandoned: w.abandoned.Load(), SettleErrors: w.settleErrors.Load(),
-		InFlight: w.inFlightMsgs.Load(),
+		InFlight: w.inFlightMsgs.Load(), Held: w.held.Load(),
 	}
+	s.Outages, s.OutageTime, _ = w.out.stats()
 	s.Acked = s.Accepted + s.Rejected + s.Duplicates + s.Registered
 	w.latMu.Lock()
 	lat := slices.Clone(w.latencies)
@@ -221,6 +230,7 @@ func (w *Worker) Run(ctx context.Context) Summary {
 	case <-time.After(2 * w.cfg.SettleTimeout):
 		w.log.Warn("worker: in-flight messages not settled in time; the broker redelivers them", "in_flight", w.inFlightMsgs.Load())
 	}
+	w.out.stop()
 	s := w.Stats()
 	s.Drained = drained
 	return s
@@ -252,6 +262,15 @@ func (w *Worker) intake(ctx, proc context.Context, wg *sync.WaitGroup) {
 		if c, ok := w.src.(Connectivity); ok && !c.Connected() {
 			last = time.Now() // disconnected is not idle
 		}
+		if w.out.current() != nil {
+			// Nothing is fetched while the database does not answer, and
+			// the time does not count as idle.
+			if w.out.wait(ctx, 0, nil) != nil {
+				return
+			}
+			last = time.Now()
+			continue
+		}
 		if w.cfg.ExitWhenIdle > 0 && time.Since(last) >= w.cfg.ExitWhenIdle && w.inFlightMsgs.Load() == 0 {
 			w.log.Info("worker: idle; shutting down", "idle_for", w.cfg.ExitWhenIdle)
 			return
@@ -273,7 +292,7 @@ func (w *Worker) intake(ctx, proc context.Context, wg *sync.WaitGroup) {
 			last = time.Now()
 			w.firstAt.CompareAndSwap(0, last.UnixNano())
 			w.received.Add(int64(len(msgs)))
-			w.dispatch(proc, msgs, wg)
+			w.dispatch(ctx, proc, msgs, wg)
 		}
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, ErrSourceStopped) {
@@ -298,7 +317,10 @@ type orderMsg struct {
 
 // dispatch settles invalid messages, registers users (before the orders
 // taken with them, which may be theirs), and starts the orders in groups.
-func (w *Worker) dispatch(proc context.Context, msgs []Delivery, wg *sync.WaitGroup) {
+// While the database does not answer, the registration holds intake; if
+// ctx ends meanwhile, the users and the orders taken with them are handed
+// back together.
+func (w *Worker) dispatch(ctx, proc context.Context, msgs []Delivery, wg *sync.WaitGroup) {
 	var orders []orderMsg
 	var users []shop.User
 	var userMsgs []Delivery
@@ -324,7 +346,26 @@ func (w *Worker) dispatch(proc context.Context, msgs []Delivery, wg *sync.WaitGr
 	}
 	if len(users) > 0 {
 		w.inFlightMsgs.Add(int64(len(userMsgs)))
-		err := w.shop.Users.RegisterMany(proc, users)
+		hold, stop := context.WithCancel(proc)
+		defer stop()
+		defer context.AfterFunc(ctx, stop)()
+		var err error
+		for {
+			err = w.shop.Users.RegisterMany(proc, users)
+			if err == nil || !w.hold(proc, hold, err, userMsgs) {
+				break
+			}
+		}
+		if err != nil && ctx.Err() != nil {
+			ds := slices.Clone(userMsgs)
+			for _, m := range orders {
+				ds = append(ds, m.d)
+			}
+			w.inFlightMsgs.Add(int64(len(orders)))
+			w.handBack(ds)
+			w.inFlightMsgs.Add(-int64(len(ds)))
+			return
+		}
 		for _, d := range userMsgs {
 			if err != nil {
 				w.fail(proc, d, err)
@@ -369,14 +410,18 @@ func (w *Worker) place(proc context.Context, group []orderMsg) {
 		for i, m := range group {
 			orders[i] = m.o
 		}
-		for attempt := 1; attempt <= groupAttempts && proc.Err() == nil; attempt++ {
+		for attempt := 1; attempt <= groupAttempts && proc.Err() == nil; {
 			placed, err := w.shop.PlaceOrders(proc, orders)
 			if err == nil {
 				w.settleGroup(group, placed)
 				return
 			}
+			if w.hold(proc, proc, err, deliveries(group)) {
+				continue // the database is back: that attempt does not count
+			}
 			w.log.Debug("worker: group failed", "orders", len(group), "attempt", attempt, "err", err)
 			time.Sleep(time.Duration(attempt) * 10 * time.Millisecond)
+			attempt++
 		}
 	}
 	if len(group) == 1 {
@@ -385,11 +430,18 @@ func (w *Worker) place(proc context.Context, group []orderMsg) {
 	}
 	// One by one, so that one bad order does not hold back the rest.
 	for i, m := range group {
-		if proc.Err() != nil {
-			w.handBack(group[i:])
-			return
+		var p shop.Placed
+		var err error
+		for {
+			if proc.Err() != nil {
+				w.handBack(deliveries(group[i:]))
+				return
+			}
+			p, err = w.shop.PlaceOrder(proc, m.o)
+			if err == nil || !w.hold(proc, proc, err, deliveries(group[i:])) {
+				break
+			}
 		}
-		p, err := w.shop.PlaceOrder(proc, m.o)
 		if err != nil {
 			w.fail(proc, m.d, err)
 			continue
@@ -408,10 +460,7 @@ func (w *Worker) settleGroup(group []orderMsg, placed []shop.Placed) {
 		}
 		return
 	}
-	ds := make([]Delivery, len(group))
-	for i, m := range group {
-		ds[i] = m.d
-	}
+	ds := deliveries(group)
 	ctx, cancel := w.settleCtx()
 	defer cancel()
 	if err := ba.AckBatch(ctx, ds); err != nil {
@@ -425,15 +474,59 @@ func (w *Worker) settleGroup(group []orderMsg, placed []shop.Placed) {
 	w.acked(ds...)
 }
 
-// handBack naks msgs at once, all within one settle timeout, after the
+// handBack naks ds at once, all within one settle timeout, after the
 // drain was cut short, and counts them as abandoned.
-func (w *Worker) handBack(msgs []orderMsg) {
+func (w *Worker) handBack(ds []Delivery) {
 	ctx, cancel := w.settleCtx()
 	defer cancel()
-	for _, m := range msgs {
+	for _, d := range ds {
 		w.abandoned.Add(1)
-		if err := m.d.Nak(ctx, 0); err != nil {
+		if err := d.Nak(ctx, 0); err != nil {
 			w.settleErrors.Add(1)
+		}
+	}
+}
+
+func deliveries(msgs []orderMsg) []Delivery {
+	ds := make([]Delivery, len(msgs))
+	for i, m := range msgs {
+		ds[i] = m.d
+	}
+	return ds
+}
+
+// hold holds ds, whose processing failed with err, while the database does
+// not answer, and reports whether it answers again, so that the processing
+// should run again. It returns false at once when the database answers
+// (err was the statement's), and when wait or proc ends first. While it
+// waits it extends the deliveries whose broker would redeliver them.
+func (w *Worker) hold(proc, wait context.Context, err error, ds []Delivery) bool {
+	if !w.out.down(proc, err) {
+		return false
+	}
+	w.held.Add(int64(len(ds)))
+	defer w.held.Add(-int64(len(ds)))
+	var every time.Duration
+	for _, d := range ds {
+		if e, ok := d.(Extender); ok {
+			if x := e.ExtendEvery(); x > 0 && (every == 0 || x < every) {
+				every = x
+			}
+		}
+	}
+	return w.out.wait(wait, every, func() { w.extend(ds) }) == nil
+}
+
+// extend resets the broker's settle deadline of the held deliveries that
+// have one.
+func (w *Worker) extend(ds []Delivery) {
+	ctx, cancel := w.settleCtx()
+	defer cancel()
+	for _, d := range ds {
+		if e, ok := d.(Extender); ok {
+			if err := e.Extend(ctx); err != nil {
+				w.log.Warn("worker: extend a held message; the broker may redeliver it, and it then counts as a duplicate", "err", err)
+			}
 		}
 	}
 }

@@ -120,6 +120,9 @@ func runWorker(ctx context.Context, sig *signals, a *app, wc worker.Config, admi
 		rate := float64(s.Acked-last) / now.Sub(lastAt).Seconds()
 		last, lastAt = s.Acked, now
 		line := fmt.Sprintf("worker: %d processed · %.0f/s · in flight %d", s.Acked+s.DeadLettered, rate, s.InFlight)
+		if s.Held > 0 {
+			line += fmt.Sprintf(" (%d held: database down)", s.Held)
+		}
 		for _, p := range a.set.Stats() {
 			line += fmt.Sprintf(" · %s %d/%d", p.Name, p.InUse, p.MaxOpen)
 		}
@@ -167,6 +170,10 @@ func printWorker(w io.Writer, s workerSummary) {
 		s.Backend, s.Broker, ws.Received, ws.Acked, ws.Accepted, ws.Rejected, ws.Duplicates, ws.Registered, ws.Naked, ws.DeadLettered, ws.Abandoned)
 	fmt.Fprintf(w, "        ran %s; busy %s at %.0f messages/s; publish to ack p50 %s p99 %s; peak RSS %.1f MiB; drained: %v\n",
 		s.Elapsed.Round(time.Millisecond), ws.Busy.Round(time.Millisecond), ws.Rate, ws.AckLatencyP50.Round(time.Millisecond), ws.AckLatencyP99.Round(time.Millisecond), float64(s.PeakRSS)/1024, ws.Drained)
+	if ws.Outages > 0 {
+		fmt.Fprintf(w, "        the database did not answer %d times, for %s in all; the messages it failed were held, not nak'ed\n",
+			ws.Outages, ws.OutageTime.Round(time.Millisecond))
+	}
 	fmt.Fprintln(w, "\npools:")
 	poolset.WriteTree(w, s.Pools)
 	fmt.Fprintln(w, "\nrelease:")

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"database/sql"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/poolset/poolset/poolsettest"
+)
+
+// outageFor is how long the outage tests keep the database down: longer
+// than a message's whole retry budget at the defaults (--max-deliver 5,
+// first retry after 100 ms, doubling: about 1.5 s from first failure to
+// dead letter), and longer than the NATS ack wait the tests set, so that
+// only holding the messages, and extending them, loses none.
+const outageFor = 4 * time.Second
+
+// outageAckWait is the NATS --ack-wait of the outage tests: shorter than
+// the outage, so that a held message the worker did not extend would be
+// redelivered and come back as a duplicate.
+const outageAckWait = "2s"
+
+// outageDB starts a MariaDB primary of the test's own, which the test may
+// kill, and returns it with the worker tests' view of its database "shop".
+func outageDB(t *testing.T) (*poolsettest.Instance, shopDB) {
+	t.Helper()
+	pair := poolsettest.MariaDBPair(t, "shop", 0)
+	admin, err := sql.Open("mysql", pair.Primary.DSN(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	return pair.Primary, shopDB{name: "shop", dsn: pair.Primary.DSN("shop"), admin: admin}
+}
+
+// TestWorkerDatabaseOutage: the worker's database is killed (SIGKILL, as a
+// crash) at about 30% of the orders and started again 4 s later. The worker
+// holds the messages the outage failed instead of spending their
+// deliveries, fetches nothing meanwhile, and finishes once the database is
+// back: nothing dead-lettered, nothing redelivered, every order stored once.
+func TestWorkerDatabaseOutage(t *testing.T) {
+	for _, kind := range workerBrokers {
+		t.Run(kind, func(t *testing.T) {
+			b := setupBroker(t, kind)
+			db, d := outageDB(t)
+			seedShop(t, d)
+			loadOrders(t, b, wkOrders)
+
+			w := startWorker(t, d, b, "--group", "1", "--concurrency", "4", "--exit-when-idle", "5s", "--ack-wait", outageAckWait)
+			at := waitOrders(t, d, w, wkOrders*3/10)
+			if err := db.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(outageFor)
+			if err := db.Start(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("mariadbd killed at %d orders stored, started again %v later", at, outageFor)
+
+			s := wantCleanExit(t, "worker", w)
+			r := w.wait()
+			for _, want := range []string{"the database does not answer", "the database answers again"} {
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("worker log: got no %q; want it\n%s", want, tail(r.stderr, 30))
+				}
+			}
+			ws := s.Worker
+			if ws.Outages < 1 || ws.OutageTime <= 0 {
+				t.Errorf("outages: got %d, %v down; want at least 1", ws.Outages, ws.OutageTime)
+			}
+			if ws.DeadLettered != 0 || ws.Naked != 0 {
+				t.Errorf("dead-lettered, nak'ed: got %d, %d; want 0, 0 (the outage is not the messages' fault)", ws.DeadLettered, ws.Naked)
+			}
+			// A held message that was not extended comes back after the
+			// ack wait and counts as a duplicate.
+			if ws.Duplicates != 0 || ws.SettleErrors != 0 {
+				t.Errorf("duplicates, settle errors: got %d, %d; want 0, 0", ws.Duplicates, ws.SettleErrors)
+			}
+			if got := ws.Accepted + ws.Rejected; got != wkOrders {
+				t.Errorf("accepted+rejected: got %d; want %d", got, wkOrders)
+			}
+			verifyOrders(t, d, wkOrders)
+		})
+	}
+}
+
+// TestWorkerSIGTERMWhileDatabaseDown: the database is down when SIGTERM
+// comes. The worker waits out its drain deadline for the database, hands
+// the held messages back (exit code 3, abandoned), and dead-letters none;
+// a second worker, once the database is back, stores every order once.
+func TestWorkerSIGTERMWhileDatabaseDown(t *testing.T) {
+	b := setupBroker(t, "nats")
+	db, d := outageDB(t)
+	seedShop(t, d)
+	loadOrders(t, b, wkOrders)
+
+	w := startWorker(t, d, b, "--group", "1", "--concurrency", "4", "--drain-timeout", "1s", "--ack-wait", outageAckWait)
+	at := waitOrders(t, d, w, wkOrders/10)
+	if err := db.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(30*time.Second, func() bool { return strings.Contains(w.stderr.String(), "the database does not answer") }) {
+		t.Fatalf("worker log: got no outage; want one\n%s", tail(w.stderr.String(), 30))
+	}
+	w.signal(syscall.SIGTERM)
+	r, s := w.summary()
+	if r.code != exitAbandoned {
+		t.Fatalf("exit code: got %d; want %d (abandoned)\nstderr:\n%s", r.code, exitAbandoned, tail(r.stderr, 30))
+	}
+	ws := s.Worker
+	t.Logf("killed at %d orders stored; first worker: %+v", at, ws)
+	if ws.Abandoned == 0 || ws.DeadLettered != 0 || ws.Naked != 0 {
+		t.Errorf("abandoned, dead-lettered, nak'ed: got %d, %d, %d; want >0, 0, 0", ws.Abandoned, ws.DeadLettered, ws.Naked)
+	}
+
+	if err := db.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	w2 := startWorker(t, d, b, "--exit-when-idle", "3s")
+	s2 := wantCleanExit(t, "second worker", w2)
+	if s2.Worker.DeadLettered != 0 {
+		t.Errorf("second worker dead-lettered: got %d; want 0", s2.Worker.DeadLettered)
+	}
+	if got := ws.Accepted + ws.Rejected + s2.Worker.Accepted + s2.Worker.Rejected; got != wkOrders {
+		t.Errorf("accepted+rejected over both workers: got %d; want %d", got, wkOrders)
+	}
+	verifyOrders(t, d, wkOrders)
+}
