@@ -185,11 +185,9 @@ func openPool(ctx context.Context, s *Set, cfg PoolConfig, role string, log *slo
 	return p, nil
 }
 
-// Ping checks that the pool's server answers, on a connection of the pool
-// (counted against no repository). It blocks until the server answers, the
-// pool's AcquireTimeout passes, or ctx is done. It is safe for concurrent
-// use.
-func (p *Pool) Ping(ctx context.Context) error {
+// ping checks that the pool can reach its server, on one of its
+// connections, within the pool's AcquireTimeout.
+func (p *Pool) ping(ctx context.Context) error {
 	timeout := p.cfg.AcquireTimeout
 	if timeout <= 0 {
 		timeout = DefaultAcquireTimeout
@@ -197,6 +195,35 @@ func (p *Pool) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := p.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("poolset: pool %s (%s %s): %w", p.cfg.Name, p.cfg.Kind, p.cfg.Address, err)
+	}
+	return nil
+}
+
+// Ping checks that the pool's server answers, on a new connection of its
+// own outside the pool, closed cleanly before Ping returns: a pool whose
+// connections are all in use, or stuck, does not make a live server look
+// down. It blocks until the server answers, the pool's AcquireTimeout
+// passes, or ctx is done. It is safe for concurrent use.
+func (p *Pool) Ping(ctx context.Context) error {
+	timeout := p.cfg.AcquireTimeout
+	if timeout <= 0 {
+		timeout = DefaultAcquireTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err := func() error {
+		c, err := p.cfg.Connector.Connect(ctx)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if pc, ok := c.(driver.Pinger); ok {
+			return pc.Ping(ctx)
+		}
+		return nil
+	}()
+	if err != nil {
 		return fmt.Errorf("poolset: pool %s (%s %s): %w", p.cfg.Name, p.cfg.Kind, p.cfg.Address, err)
 	}
 	return nil

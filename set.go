@@ -108,7 +108,7 @@ func Open(ctx context.Context, cfg Config) (*Set, error) {
 	}
 	register("pool "+pc.Name, pc.CloseWait+3*time.Second, p.Close)
 	s.primary = p
-	if err := p.Ping(ctx); err != nil {
+	if err := p.ping(ctx); err != nil {
 		return fail(err)
 	}
 	for i, rc := range cfg.Reads {
@@ -131,7 +131,7 @@ func Open(ctx context.Context, cfg Config) (*Set, error) {
 				}
 				s.log.Warn("poolset: read pool unusable at start; it joins the rotation once its health check passes", "pool", rc.Name, "reason", reason)
 			}
-		} else if err := r.Ping(ctx); err != nil {
+		} else if err := r.ping(ctx); err != nil {
 			s.log.Warn("poolset: read pool unreachable at start; its reads go to the primary until it answers", "pool", rc.Name, "err", err)
 		}
 	}

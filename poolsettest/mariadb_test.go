@@ -214,8 +214,37 @@ func TestMariaDBPairTwoReplicasAddReplica(t *testing.T) {
 	}
 }
 
+// TestStartPairNoReplicas: 0 replicas is a primary alone, with its
+// database, that can be killed and started again; fewer is an error.
 func TestStartPairNoReplicas(t *testing.T) {
-	if _, err := poolsettest.StartPair(t.Context(), t.TempDir(), "app", 0); err == nil {
-		t.Error("StartPair with 0 replicas succeeded; want an error")
+	if _, err := poolsettest.StartPair(t.Context(), t.TempDir(), "app", -1); err == nil {
+		t.Error("StartPair with -1 replicas succeeded; want an error")
+	}
+	p := poolsettest.MariaDBPair(t, "app", 0)
+	if len(p.Replicas) != 0 {
+		t.Fatalf("replicas: got %d; want 0", len(p.Replicas))
+	}
+	query := func() error {
+		db, err := sql.Open("mysql", p.Primary.DSN("app"))
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		return db.PingContext(t.Context())
+	}
+	if err := query(); err != nil {
+		t.Fatalf("primary: %v", err)
+	}
+	if err := p.Primary.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := query(); err == nil {
+		t.Error("primary answered after Kill; want no answer")
+	}
+	if err := p.Primary.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := query(); err != nil {
+		t.Errorf("primary after Start: %v", err)
 	}
 }

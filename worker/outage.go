@@ -14,8 +14,10 @@ import (
 // again once the database answers; nothing is settled meanwhile.
 //
 // The worker tells an outage from a failed statement by pinging the
-// primary after the failure: a statement error on a live server (a
-// deadlock, a bad row) takes the usual nak-and-retry path.
+// primary after the failure, on a connection outside the pool (Pool.Ping),
+// so that a pool whose connections are all busy does not pass for a dead
+// server: a statement error on a live server (a deadlock, an acquire
+// timeout, a bad row) takes the usual nak-and-retry path.
 
 // Probe timings during an outage.
 const (
@@ -24,29 +26,47 @@ const (
 	probeMaxPause = time.Second            // pauses double up to this
 )
 
-// outage tracks whether the database answers. While it does not, one
-// prober goroutine pings it until it answers or the context the outage
-// began with is done. Its methods are safe for concurrent use.
+// outage tracks whether the database answers. While it does not, a prober
+// goroutine pings it until it answers or the context the outage began with
+// is done, and an extender goroutine runs extend at once and then every
+// extendEvery(), while that is positive. Its methods are safe for
+// concurrent use.
 type outage struct {
-	ping func(context.Context) error
-	log  *slog.Logger
+	ping        func(context.Context) error
+	extend      func()
+	extendEvery func() time.Duration
+	log         *slog.Logger
 
-	mu     sync.Mutex
-	up     chan struct{} // non-nil during an outage; closed when it ends
-	since  time.Time     // start of the current outage
-	count  int64         // outages begun
-	total  time.Duration // length of the outages that ended
-	prober sync.WaitGroup
+	mu    sync.Mutex
+	up    chan struct{} // non-nil during an outage; closed when it ends
+	since time.Time     // start of the current outage
+	count int64         // outages begun
+	total time.Duration // length of the outages that ended
+	done  bool          // stop was called: no outage begins
+	wg    sync.WaitGroup
 }
 
-// down reports whether the database is down, after an operation failed
-// with err. During a known outage it answers at once; otherwise it pings,
-// and a failed ping begins an outage. It returns false when ctx is done.
-func (o *outage) down(ctx context.Context, err error) bool {
+// epoch returns the number of outages begun so far. An operation that
+// notes it before it starts can tell, once it failed, whether an outage
+// began meanwhile (and may have ended before the failure was looked at).
+func (o *outage) epoch() int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.count
+}
+
+// down reports whether an operation that began at epoch and failed with
+// err failed because the database does not answer: an outage is on, or
+// began after epoch, or a ping fails now, which begins one. It returns
+// false when ctx is done.
+func (o *outage) down(ctx context.Context, err error, epoch int64) bool {
 	if ctx.Err() != nil {
 		return false
 	}
-	if o.current() != nil {
+	o.mu.Lock()
+	known := o.up != nil || o.count > epoch
+	o.mu.Unlock()
+	if known {
 		return true
 	}
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
@@ -57,25 +77,27 @@ func (o *outage) down(ctx context.Context, err error) bool {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.up == nil {
+	if o.up == nil && !o.done {
 		o.up = make(chan struct{})
 		o.since = time.Now()
 		o.count++
-		o.log.Warn("worker: the database does not answer; holding the messages it failed and pausing intake until it does",
+		o.log.Warn("worker: the database does not answer; holding the messages in flight and pausing intake until it does",
 			"err", err, "ping", perr)
 		up := o.up
-		o.prober.Go(func() { o.probe(ctx, up) })
+		o.wg.Go(func() { o.probe(ctx, up) })
+		o.wg.Go(func() { o.keep(ctx, up) })
 	}
-	return true
+	return o.up != nil
 }
 
-// probe pings until the database answers, then ends the outage, or until
-// ctx is done.
+// probe pings until the database answers or ctx is done, then ends the
+// outage.
 func (o *outage) probe(ctx context.Context, up chan struct{}) {
 	pause := probeFirst
 	for {
 		select {
 		case <-ctx.Done():
+			o.end(up, false)
 			return
 		case <-time.After(pause):
 		}
@@ -83,17 +105,46 @@ func (o *outage) probe(ctx context.Context, up chan struct{}) {
 		err := o.ping(pctx)
 		cancel()
 		if err == nil {
-			break
+			o.end(up, true)
+			return
 		}
 		pause = min(2*pause, probeMaxPause)
 	}
+}
+
+// keep extends the held messages at once and then every extendEvery until
+// the outage ends or ctx is done.
+func (o *outage) keep(ctx context.Context, up chan struct{}) {
+	for {
+		every := o.extendEvery()
+		if every <= 0 {
+			return
+		}
+		o.extend()
+		select {
+		case <-ctx.Done():
+			return
+		case <-up:
+			return
+		case <-time.After(every):
+		}
+	}
+}
+
+// end ends the outage whose channel is up: the database answered, or the
+// worker is shutting down and stops asking.
+func (o *outage) end(up chan struct{}, answered bool) {
 	o.mu.Lock()
 	took := time.Since(o.since)
 	o.total += took
 	o.up = nil
 	o.mu.Unlock()
 	close(up)
-	o.log.Info("worker: the database answers again; resuming", "down_for", took.Round(time.Millisecond))
+	if answered {
+		o.log.Info("worker: the database answers again; resuming", "down_for", took.Round(time.Millisecond))
+	} else {
+		o.log.Warn("worker: shutting down while the database does not answer", "down_for", took.Round(time.Millisecond))
+	}
 }
 
 // current returns the channel closed when the current outage ends, or nil
@@ -104,16 +155,9 @@ func (o *outage) current() chan struct{} {
 	return o.up
 }
 
-// wait blocks until no outage is known or ctx is done, and returns ctx's
-// error in that case. While it waits, tick (if not nil) runs every
-// tickEvery.
-func (o *outage) wait(ctx context.Context, tickEvery time.Duration, tick func()) error {
-	var ticks <-chan time.Time
-	if tick != nil && tickEvery > 0 {
-		t := time.NewTicker(tickEvery)
-		defer t.Stop()
-		ticks = t.C
-	}
+// wait blocks until no outage is on or ctx is done, and returns ctx's
+// error in that case.
+func (o *outage) wait(ctx context.Context) error {
 	for {
 		up := o.current()
 		if up == nil {
@@ -123,14 +167,12 @@ func (o *outage) wait(ctx context.Context, tickEvery time.Duration, tick func())
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-up:
-		case <-ticks:
-			tick()
 		}
 	}
 }
 
-// stats returns the number of outages begun and their total length so
-// far, the current one included.
+// stats returns the number of outages begun, their total length so far,
+// the current one included, and whether one is on.
 func (o *outage) stats() (int64, time.Duration, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -141,6 +183,11 @@ func (o *outage) stats() (int64, time.Duration, bool) {
 	return o.count, total, o.up != nil
 }
 
-// stop waits for the prober, which ends once the context it was started
-// with is done.
-func (o *outage) stop() { o.prober.Wait() }
+// stop waits for the prober and the extender, which end with the outage or
+// once the context it began with is done. No outage begins after stop.
+func (o *outage) stop() {
+	o.mu.Lock()
+	o.done = true
+	o.mu.Unlock()
+	o.wg.Wait()
+}

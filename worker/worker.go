@@ -103,8 +103,9 @@ type Summary struct {
 	SettleErrors int64 `json:"settle_errors"`
 	InFlight     int64 `json:"in_flight"`
 	// Held is how many messages in flight are held because the database
-	// does not answer; Outages counts the times it stopped answering, and
-	// OutageTime is how long it did not, in all.
+	// does not answer (all of them, during an outage); Outages counts the
+	// times it stopped answering, and OutageTime is how long it did not,
+	// in all.
 	Held       int64         `json:"held"`
 	Outages    int64         `json:"outages"`
 	OutageTime time.Duration `json:"outage_ns"`
@@ -135,7 +136,7 @@ type Worker struct {
 
 	received, accepted, rejected, duplicates, registered atomic.Int64
 	naked, deadLettered, abandoned, settleErrors         atomic.Int64
-	inFlightMsgs, held                                   atomic.Int64
+	inFlightMsgs                                         atomic.Int64
 	out                                                  *outage
 	firstAt, lastAt                                      atomic.Int64 // unix nanos of the first receive and the last settle
 	freed                                                chan struct{}
@@ -146,19 +147,28 @@ type Worker struct {
 	latMu     sync.Mutex
 	latencies []time.Duration // publish to ack of acked orders: the last maxLatencies
 	latNext   int
+
+	pendMu  sync.Mutex
+	pending map[Delivery]struct{} // taken and not yet settled: what an outage holds
 }
 
 // New returns a worker that places s's orders from src.
 func New(s *shop.Shop, src Source, cfg Config) *Worker {
 	cfg.setDefaults()
-	return &Worker{shop: s, src: src, cfg: cfg, log: cfg.Logger, skip: make(chan struct{}), freed: make(chan struct{}, 1),
-		out:        &outage{ping: s.Ping, log: cfg.Logger},
-		groupSlots: make(chan struct{}, cfg.GroupConcurrency), slots: make(chan struct{}, cfg.Concurrency)}
+	w := &Worker{shop: s, src: src, cfg: cfg, log: cfg.Logger, skip: make(chan struct{}), freed: make(chan struct{}, 1),
+		groupSlots: make(chan struct{}, cfg.GroupConcurrency), slots: make(chan struct{}, cfg.Concurrency),
+		pending: make(map[Delivery]struct{})}
+	w.out = &outage{ping: s.Ping, extend: w.extendPending, extendEvery: w.extendEvery, log: cfg.Logger}
+	return w
 }
 
 // Ready reports whether the worker is taking messages: true from Run's
 // start until its ctx is done, except while the database does not answer.
 func (w *Worker) Ready() bool { return w.ready.Load() && w.out.current() == nil }
+
+// DatabaseDown reports whether the database is not answering now, so that
+// the worker holds its messages and fetches none.
+func (w *Worker) DatabaseDown() bool { return w.out.current() != nil }
 
 // SkipDrain ends the drain at once (the second signal): what is in flight
 // is nak'ed and counted as abandoned. It is idempotent.
@@ -170,9 +180,13 @@ func (w *Worker) Stats() Summary {
 		Received: w.received.Load(), Accepted: w.accepted.Load(), Rejected: w.rejected.Load(),
 		Duplicates: w.duplicates.Load(), Registered: w.registered.Load(), Naked: w.naked.Load(),
 		DeadLettered: w.deadLettered.Load(), Abandoned: w.abandoned.Load(), SettleErrors: w.settleErrors.Load(),
-		InFlight: w.inFlightMsgs.Load(), Held: w.held.Load(),
+		InFlight: w.inFlightMsgs.Load(),
 	}
-	s.Outages, s.OutageTime, _ = w.out.stats()
+	var on bool
+	s.Outages, s.OutageTime, on = w.out.stats()
+	if on {
+		s.Held = s.InFlight
+	}
 	s.Acked = s.Accepted + s.Rejected + s.Duplicates + s.Registered
 	w.latMu.Lock()
 	lat := slices.Clone(w.latencies)
@@ -251,6 +265,7 @@ func (w *Worker) intake(ctx, proc context.Context, wg *sync.WaitGroup) {
 	for ctx.Err() == nil {
 		free := limit - w.inFlightMsgs.Load()
 		if free <= 0 {
+			last = time.Now() // all slots busy is not idle
 			select {
 			case <-ctx.Done():
 				return
@@ -265,7 +280,7 @@ func (w *Worker) intake(ctx, proc context.Context, wg *sync.WaitGroup) {
 		if w.out.current() != nil {
 			// Nothing is fetched while the database does not answer, and
 			// the time does not count as idle.
-			if w.out.wait(ctx, 0, nil) != nil {
+			if w.out.wait(ctx) != nil {
 				return
 			}
 			last = time.Now()
@@ -344,6 +359,10 @@ func (w *Worker) dispatch(ctx, proc context.Context, msgs []Delivery, wg *sync.W
 			w.deadLetter(d, fmt.Sprintf("unknown subject %q", d.Subject()))
 		}
 	}
+	w.track(userMsgs...)
+	for _, m := range orders {
+		w.track(m.d)
+	}
 	if len(users) > 0 {
 		w.inFlightMsgs.Add(int64(len(userMsgs)))
 		hold, stop := context.WithCancel(proc)
@@ -351,12 +370,15 @@ func (w *Worker) dispatch(ctx, proc context.Context, msgs []Delivery, wg *sync.W
 		defer context.AfterFunc(ctx, stop)()
 		var err error
 		for {
+			epoch := w.out.epoch()
 			err = w.shop.Users.RegisterMany(proc, users)
-			if err == nil || !w.hold(proc, hold, err, userMsgs) {
+			if err == nil || !w.hold(proc, hold, err, epoch) {
 				break
 			}
 		}
-		if err != nil && ctx.Err() != nil {
+		if err != nil && ctx.Err() != nil && w.out.current() != nil {
+			// A signal while the database does not answer: the batch
+			// goes back whole, so that no order runs before its user.
 			ds := slices.Clone(userMsgs)
 			for _, m := range orders {
 				ds = append(ds, m.d)
@@ -411,12 +433,13 @@ func (w *Worker) place(proc context.Context, group []orderMsg) {
 			orders[i] = m.o
 		}
 		for attempt := 1; attempt <= groupAttempts && proc.Err() == nil; {
+			epoch := w.out.epoch()
 			placed, err := w.shop.PlaceOrders(proc, orders)
 			if err == nil {
 				w.settleGroup(group, placed)
 				return
 			}
-			if w.hold(proc, proc, err, deliveries(group)) {
+			if w.hold(proc, proc, err, epoch) {
 				continue // the database is back: that attempt does not count
 			}
 			w.log.Debug("worker: group failed", "orders", len(group), "attempt", attempt, "err", err)
@@ -437,8 +460,9 @@ func (w *Worker) place(proc context.Context, group []orderMsg) {
 				w.handBack(deliveries(group[i:]))
 				return
 			}
+			epoch := w.out.epoch()
 			p, err = w.shop.PlaceOrder(proc, m.o)
-			if err == nil || !w.hold(proc, proc, err, deliveries(group[i:])) {
+			if err == nil || !w.hold(proc, proc, err, epoch) {
 				break
 			}
 		}
@@ -461,6 +485,7 @@ func (w *Worker) settleGroup(group []orderMsg, placed []shop.Placed) {
 		return
 	}
 	ds := deliveries(group)
+	w.untrack(ds...)
 	ctx, cancel := w.settleCtx()
 	defer cancel()
 	if err := ba.AckBatch(ctx, ds); err != nil {
@@ -477,6 +502,7 @@ func (w *Worker) settleGroup(group []orderMsg, placed []shop.Placed) {
 // handBack naks ds at once, all within one settle timeout, after the
 // drain was cut short, and counts them as abandoned.
 func (w *Worker) handBack(ds []Delivery) {
+	w.untrack(ds...)
 	ctx, cancel := w.settleCtx()
 	defer cancel()
 	for _, d := range ds {
@@ -495,39 +521,78 @@ func deliveries(msgs []orderMsg) []Delivery {
 	return ds
 }
 
-// hold holds ds, whose processing failed with err, while the database does
-// not answer, and reports whether it answers again, so that the processing
-// should run again. It returns false at once when the database answers
-// (err was the statement's), and when wait or proc ends first. While it
-// waits it extends the deliveries whose broker would redeliver them.
-func (w *Worker) hold(proc, wait context.Context, err error, ds []Delivery) bool {
-	if !w.out.down(proc, err) {
+// hold waits, when an operation that began at epoch failed with err
+// because the database does not answer, until it answers again, and
+// reports whether it did, so that the operation should run again. It
+// returns false at once when the database answers (err was the
+// statement's), and when wait or proc ends first. Its messages stay
+// pending meanwhile, extended by the outage's extender.
+func (w *Worker) hold(proc, wait context.Context, err error, epoch int64) bool {
+	if !w.out.down(proc, err, epoch) {
 		return false
 	}
-	w.held.Add(int64(len(ds)))
-	defer w.held.Add(-int64(len(ds)))
-	var every time.Duration
+	return w.out.wait(wait) == nil
+}
+
+// track records ds as taken and not yet settled.
+func (w *Worker) track(ds ...Delivery) {
+	w.pendMu.Lock()
+	defer w.pendMu.Unlock()
 	for _, d := range ds {
+		w.pending[d] = struct{}{}
+	}
+}
+
+// untrack records ds as settled, or given up.
+func (w *Worker) untrack(ds ...Delivery) {
+	w.pendMu.Lock()
+	defer w.pendMu.Unlock()
+	for _, d := range ds {
+		delete(w.pending, d)
+	}
+}
+
+// extendEvery returns how often the pending deliveries need extending: the
+// shortest ExtendEvery among them, 0 when none has a deadline.
+func (w *Worker) extendEvery() time.Duration {
+	w.pendMu.Lock()
+	defer w.pendMu.Unlock()
+	var every time.Duration
+	for d := range w.pending {
 		if e, ok := d.(Extender); ok {
 			if x := e.ExtendEvery(); x > 0 && (every == 0 || x < every) {
 				every = x
 			}
 		}
 	}
-	return w.out.wait(wait, every, func() { w.extend(ds) }) == nil
+	return every
 }
 
-// extend resets the broker's settle deadline of the held deliveries that
-// have one.
-func (w *Worker) extend(ds []Delivery) {
+// extendPending resets the broker's settle deadline of every pending
+// delivery that has one.
+func (w *Worker) extendPending() {
+	w.pendMu.Lock()
+	var es []Extender
+	for d := range w.pending {
+		if e, ok := d.(Extender); ok {
+			es = append(es, e)
+		}
+	}
+	w.pendMu.Unlock()
 	ctx, cancel := w.settleCtx()
 	defer cancel()
-	for _, d := range ds {
-		if e, ok := d.(Extender); ok {
-			if err := e.Extend(ctx); err != nil {
-				w.log.Warn("worker: extend a held message; the broker may redeliver it, and it then counts as a duplicate", "err", err)
-			}
+	failed := 0
+	var last error
+	for _, e := range es {
+		if err := e.Extend(ctx); err != nil {
+			failed++
+			last = err
 		}
+	}
+	if failed > 0 {
+		// Some may have been settled meanwhile; the others come again and
+		// count as duplicates.
+		w.log.Warn("worker: extend held messages", "failed", failed, "of", len(es), "err", last)
 	}
 }
 
@@ -577,6 +642,7 @@ func (w *Worker) count(p shop.Placed) {
 // once when the drain was cut short, dead-lettered on its last delivery,
 // else nak'ed with a delay that grows with each delivery.
 func (w *Worker) fail(proc context.Context, d Delivery, err error) {
+	w.untrack(d)
 	ctx, cancel := w.settleCtx()
 	defer cancel()
 	switch {
@@ -602,6 +668,7 @@ func (w *Worker) fail(proc context.Context, d Delivery, err error) {
 }
 
 func (w *Worker) deadLetter(d Delivery, reason string) {
+	w.untrack(d)
 	ctx, cancel := w.settleCtx()
 	defer cancel()
 	if err := d.DeadLetter(ctx, reason); err != nil {
@@ -615,6 +682,7 @@ func (w *Worker) deadLetter(d Delivery, reason string) {
 }
 
 func (w *Worker) ack(d Delivery) bool {
+	w.untrack(d)
 	ctx, cancel := w.settleCtx()
 	defer cancel()
 	if err := d.Ack(ctx); err != nil {

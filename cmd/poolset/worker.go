@@ -193,7 +193,11 @@ func serveAdmin(a *app, w *worker.Worker, addr string, log *slog.Logger) error {
 	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, _ *http.Request) { fmt.Fprintln(rw, "ok") })
 	mux.HandleFunc("/readyz", func(rw http.ResponseWriter, _ *http.Request) {
 		if !w.Ready() {
-			http.Error(rw, "not ready: shutting down", http.StatusServiceUnavailable)
+			why := "shutting down"
+			if w.DatabaseDown() {
+				why = "the database does not answer"
+			}
+			http.Error(rw, "not ready: "+why, http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(rw, "ready")

@@ -70,11 +70,7 @@ func TestWorkerAdmin(t *testing.T) {
 			// wait in INNODB_TRX as LOCK WAIT).
 			waiting := 0
 			if !eventually(30*time.Second, func() bool {
-				err := d.admin.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM information_schema.PROCESSLIST
-WHERE DB = ? AND COMMAND = 'Query' AND INFO LIKE 'SELECT % FROM products % FOR UPDATE'`, d.name).Scan(&waiting)
-				if err != nil {
-					t.Fatalf("lock waits: %v", err)
-				}
+				waiting = lockingReads(t, d)
 				return waiting > 0 || w.exited()
 			}) || w.exited() {
 				t.Fatalf("locking reads waiting in %s: got %d; want the worker's\n%s", d.name, waiting, serverActivity(t, d))
@@ -114,14 +110,54 @@ WHERE DB = ? AND COMMAND = 'Query' AND INFO LIKE 'SELECT % FROM products % FOR U
 	}
 }
 
+// lockingReads counts the statements running on d that read products FOR
+// UPDATE, from SHOW FULL PROCESSLIST: a poll over the text protocol (see
+// mysql.ConnectionsTo for why not a prepared information_schema query).
+func lockingReads(t *testing.T, d shopDB) int {
+	t.Helper()
+	rows, err := d.admin.QueryContext(t.Context(), "SHOW FULL PROCESSLIST")
+	if err != nil {
+		t.Fatalf("lock waits: %v", err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		t.Fatalf("lock waits: %v", err)
+	}
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	n := 0
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatalf("lock waits: %v", err)
+		}
+		row := map[string]string{}
+		for i, c := range cols {
+			row[strings.ToLower(c)] = vals[i].String
+		}
+		if row["db"] == d.name && row["command"] == "Query" &&
+			strings.HasPrefix(row["info"], "SELECT ") && strings.Contains(row["info"], " FROM products ") && strings.HasSuffix(row["info"], " FOR UPDATE") {
+			n++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("lock waits: %v", err)
+	}
+	return n
+}
+
 // serverActivity describes the server's transactions and the connections
-// to d, for a failure message.
+// to d, for a failure message. The query has no argument, so it is not a
+// server-side prepared statement.
 func serverActivity(t *testing.T, d shopDB) string {
 	t.Helper()
 	var b strings.Builder
 	rows, err := d.admin.QueryContext(t.Context(), `SELECT p.ID, COALESCE(p.DB, ''), p.COMMAND, COALESCE(p.STATE, ''), COALESCE(x.trx_state, ''), COALESCE(p.INFO, '')
 FROM information_schema.PROCESSLIST p LEFT JOIN information_schema.INNODB_TRX x ON p.ID = x.trx_mysql_thread_id
-WHERE p.DB = ? OR x.trx_id IS NOT NULL`, d.name)
+WHERE p.DB = '`+strings.ReplaceAll(d.name, "'", "''")+`' OR x.trx_id IS NOT NULL`)
 	if err != nil {
 		return err.Error()
 	}

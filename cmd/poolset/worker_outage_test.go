@@ -39,7 +39,8 @@ func outageDB(t *testing.T) (*poolsettest.Instance, shopDB) {
 // crash) at about 30% of the orders and started again 4 s later. The worker
 // holds the messages the outage failed instead of spending their
 // deliveries, fetches nothing meanwhile, and finishes once the database is
-// back: nothing dead-lettered, nothing redelivered, every order stored once.
+// back: nothing dead-lettered, nothing delivered twice, every order stored
+// once.
 func TestWorkerDatabaseOutage(t *testing.T) {
 	for _, kind := range workerBrokers {
 		t.Run(kind, func(t *testing.T) {
@@ -73,13 +74,19 @@ func TestWorkerDatabaseOutage(t *testing.T) {
 			if ws.DeadLettered != 0 || ws.Naked != 0 {
 				t.Errorf("dead-lettered, nak'ed: got %d, %d; want 0, 0 (the outage is not the messages' fault)", ws.DeadLettered, ws.Naked)
 			}
-			// A held message that was not extended comes back after the
-			// ack wait and counts as a duplicate.
-			if ws.Duplicates != 0 || ws.SettleErrors != 0 {
-				t.Errorf("duplicates, settle errors: got %d, %d; want 0, 0", ws.Duplicates, ws.SettleErrors)
+			// A held message that was not extended would be delivered
+			// again after the ack wait: received more than once.
+			if ws.Received != wkOrders || ws.SettleErrors != 0 {
+				t.Errorf("received, settle errors: got %d, %d; want %d, 0 (each message delivered once)", ws.Received, ws.SettleErrors, wkOrders)
 			}
-			if got := ws.Accepted + ws.Rejected; got != wkOrders {
-				t.Errorf("accepted+rejected: got %d; want %d", got, wkOrders)
+			// A transaction whose commit the kill cut off may have
+			// committed: placed again, it is a duplicate. At most one
+			// per transaction in flight (--concurrency 4).
+			if ws.Duplicates > 4 {
+				t.Errorf("duplicates: got %d; want at most 4 (commits in doubt at the kill)", ws.Duplicates)
+			}
+			if got := ws.Accepted + ws.Rejected + ws.Duplicates; got != wkOrders {
+				t.Errorf("accepted+rejected+duplicates: got %d; want %d", got, wkOrders)
 			}
 			verifyOrders(t, d, wkOrders)
 		})
