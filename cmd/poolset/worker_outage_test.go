@@ -2,6 +2,8 @@ package main
 
 import (
 	"database/sql"
+	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,7 +17,30 @@ import (
 // first retry after 100 ms, doubling: about 1.5 s from first failure to
 // dead letter), and longer than the NATS ack wait the tests set, so that
 // only holding the messages, and extending them, loses none.
+// POOLSET_OUTAGE_SECONDS sets another length, and POOLSET_OUTAGE_ORDERS
+// another number of orders than wkOrders, for runs by hand at full size.
 const outageFor = 4 * time.Second
+
+// outageSize returns the outage tests' length and number of orders.
+func outageSize(t *testing.T) (time.Duration, int) {
+	t.Helper()
+	d, n := outageFor, wkOrders
+	if v := os.Getenv("POOLSET_OUTAGE_SECONDS"); v != "" {
+		s, err := strconv.Atoi(v)
+		if err != nil || s <= 0 {
+			t.Fatalf("POOLSET_OUTAGE_SECONDS: got %q; want a positive number of seconds", v)
+		}
+		d = time.Duration(s) * time.Second
+	}
+	if v := os.Getenv("POOLSET_OUTAGE_ORDERS"); v != "" {
+		k, err := strconv.Atoi(v)
+		if err != nil || k < 100 {
+			t.Fatalf("POOLSET_OUTAGE_ORDERS: got %q; want 100 or more", v)
+		}
+		n = k
+	}
+	return d, n
+}
 
 // outageAckWait is the NATS --ack-wait of the outage tests: shorter than
 // the outage, so that a held message the worker did not extend would be
@@ -44,21 +69,22 @@ func outageDB(t *testing.T) (*poolsettest.Instance, shopDB) {
 func TestWorkerDatabaseOutage(t *testing.T) {
 	for _, kind := range workerBrokers {
 		t.Run(kind, func(t *testing.T) {
+			down, n := outageSize(t)
 			b := setupBroker(t, kind)
 			db, d := outageDB(t)
 			seedShop(t, d)
-			loadOrders(t, b, wkOrders)
+			loadOrders(t, b, n)
 
 			w := startWorker(t, d, b, "--group", "1", "--concurrency", "4", "--exit-when-idle", "5s", "--ack-wait", outageAckWait)
-			at := waitOrders(t, d, w, wkOrders*3/10)
+			at := waitOrders(t, d, w, n*3/10)
 			if err := db.Kill(); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(outageFor)
+			time.Sleep(down)
 			if err := db.Start(t.Context()); err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("mariadbd killed at %d orders stored, started again %v later", at, outageFor)
+			t.Logf("mariadbd killed at %d of %d orders stored, started again %v later", at, n, down)
 
 			s := wantCleanExit(t, "worker", w)
 			r := w.wait()
@@ -76,8 +102,8 @@ func TestWorkerDatabaseOutage(t *testing.T) {
 			}
 			// A held message that was not extended would be delivered
 			// again after the ack wait: received more than once.
-			if ws.Received != wkOrders || ws.SettleErrors != 0 {
-				t.Errorf("received, settle errors: got %d, %d; want %d, 0 (each message delivered once)", ws.Received, ws.SettleErrors, wkOrders)
+			if ws.Received != int64(n) || ws.SettleErrors != 0 {
+				t.Errorf("received, settle errors: got %d, %d; want %d, 0 (each message delivered once)", ws.Received, ws.SettleErrors, n)
 			}
 			// A transaction whose commit the kill cut off may have
 			// committed: placed again, it is a duplicate. At most one
@@ -85,10 +111,10 @@ func TestWorkerDatabaseOutage(t *testing.T) {
 			if ws.Duplicates > 4 {
 				t.Errorf("duplicates: got %d; want at most 4 (commits in doubt at the kill)", ws.Duplicates)
 			}
-			if got := ws.Accepted + ws.Rejected + ws.Duplicates; got != wkOrders {
-				t.Errorf("accepted+rejected+duplicates: got %d; want %d", got, wkOrders)
+			if got := ws.Accepted + ws.Rejected + ws.Duplicates; got != int64(n) {
+				t.Errorf("accepted+rejected+duplicates: got %d; want %d", got, n)
 			}
-			verifyOrders(t, d, wkOrders)
+			verifyOrders(t, d, n)
 		})
 	}
 }
