@@ -53,7 +53,8 @@ type PoolConfig struct {
 	// ReadOnly says the connector opens read-only sessions, so that a write
 	// sent to this pool fails. Read pools must be ReadOnly.
 	ReadOnly bool
-	// MaxOpen is the most connections open at once. Default: 10.
+	// MaxOpen is the most connections open at once. Default: 10. Ping
+	// alone opens one beyond it, for as long as it takes to answer.
 	MaxOpen int
 	// MaxIdle is the most idle connections kept. Default: MaxOpen, so that a
 	// busy pool does not close and reopen connections.

@@ -9,6 +9,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/go-sql-driver/mysql"
@@ -185,18 +186,38 @@ func GlobalStatus(ctx context.Context, db *sql.DB, name string) (int64, error) {
 			return 0, fmt.Errorf("mysql: global status %q: not a status variable name", name)
 		}
 	}
-	var got string
-	var v int64
-	// No argument: a LIKE pattern's "_" matches any character, so the
-	// exact name is checked below.
-	err := db.QueryRowContext(ctx, "SHOW GLOBAL STATUS LIKE '"+name+"'").Scan(&got, &v)
-	if err == nil && !strings.EqualFold(got, name) {
-		err = fmt.Errorf("got %s", got)
-	}
+	v, err := globalStatus(ctx, db, name)
 	if err != nil {
 		return 0, fmt.Errorf("mysql: global status %s: %w", name, err)
 	}
 	return v, nil
+}
+
+func globalStatus(ctx context.Context, db *sql.DB, name string) (int64, error) {
+	// No argument, so no prepared statement. In the LIKE pattern "_"
+	// matches any character: the row whose name is name is picked below.
+	rows, err := db.QueryContext(ctx, "SHOW GLOBAL STATUS LIKE '"+name+"'")
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var got, v string
+		if err := rows.Scan(&got, &v); err != nil {
+			return 0, err
+		}
+		if strings.EqualFold(got, name) {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("value %q is not an integer", v)
+			}
+			return n, rows.Err()
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	return 0, errors.New("no such status variable")
 }
 
 // ConnectionsTo returns how many client connections the server has open with

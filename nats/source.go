@@ -257,6 +257,14 @@ func (d *delivery) ExtendEvery() time.Duration { return d.b.opts.AckWait / 3 }
 // server has received it. It fails with ErrAlreadySettled once the delivery
 // is settled.
 func (d *delivery) Extend(ctx context.Context) error {
+	if err := d.extend(); err != nil {
+		return err
+	}
+	return d.b.flush(ctx)
+}
+
+// extend sends +WPI for the message unless it is settled, without waiting.
+func (d *delivery) extend() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.settled {
@@ -265,7 +273,7 @@ func (d *delivery) Extend(ctx context.Context) error {
 	if err := d.msg.InProgress(); err != nil {
 		return fmt.Errorf("nats: extend: %w", err)
 	}
-	return d.b.flush(ctx)
+	return nil
 }
 
 // DeadLetter publishes a copy of the message to
@@ -377,6 +385,27 @@ func (s *Source) AckBatch(ctx context.Context, ds []worker.Delivery) error {
 	}
 	if err := s.b.flush(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("nats: ack batch: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// ExtendBatch extends those of ds that are not settled (see Extend) and
+// waits, bounded by ctx, until the server has received every request: one
+// round trip for all of them. It implements worker.BatchExtender.
+func (s *Source) ExtendBatch(ctx context.Context, ds []worker.Delivery) error {
+	var errs []error
+	for _, wd := range ds {
+		d, ok := wd.(*delivery)
+		if !ok {
+			errs = append(errs, fmt.Errorf("nats: extend batch: %T is not a delivery of this source", wd))
+			continue
+		}
+		if err := d.extend(); err != nil && !errors.Is(err, ErrAlreadySettled) {
+			errs = append(errs, err)
+		}
+	}
+	if err := s.b.flush(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("nats: extend batch: %w", err))
 	}
 	return errors.Join(errs...)
 }

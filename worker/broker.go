@@ -95,6 +95,15 @@ type Connectivity interface {
 	Connected() bool
 }
 
+// BatchExtender is implemented by a Source that can extend many of its
+// deliveries (see Extender) for the cost of one round trip. The worker uses
+// it, when present, to extend the messages it holds in an outage.
+type BatchExtender interface {
+	// ExtendBatch extends those of ds that are not settled, and waits
+	// until the broker has received the requests.
+	ExtendBatch(ctx context.Context, ds []Delivery) error
+}
+
 // Extender is implemented by a Delivery that its broker redelivers when it
 // is not settled within a deadline (NATS's AckWait). While the database is
 // down the worker holds messages without settling them; it calls Extend

@@ -37,6 +37,8 @@ type outage struct {
 	extendEvery func() time.Duration
 	log         *slog.Logger
 
+	pingMu sync.Mutex // one ping after a failure at a time: each is a connection beyond the pool
+
 	mu    sync.Mutex
 	up    chan struct{} // non-nil during an outage; closed when it ends
 	since time.Time     // start of the current outage
@@ -63,15 +65,23 @@ func (o *outage) down(ctx context.Context, err error, epoch int64) bool {
 	if ctx.Err() != nil {
 		return false
 	}
-	o.mu.Lock()
-	known := o.up != nil || o.count > epoch
-	o.mu.Unlock()
-	if known {
+	known := func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return o.up != nil || o.count > epoch
+	}
+	if known() {
+		return true
+	}
+	o.pingMu.Lock()
+	if known() { // an outage began while this waited for its turn
+		o.pingMu.Unlock()
 		return true
 	}
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	perr := o.ping(pctx)
 	cancel()
+	o.pingMu.Unlock()
 	if perr == nil || ctx.Err() != nil {
 		return false
 	}
@@ -112,14 +122,18 @@ func (o *outage) probe(ctx context.Context, up chan struct{}) {
 	}
 }
 
-// keep extends the held messages at once and then every extendEvery until
-// the outage ends or ctx is done.
+// minExtendEvery bounds how often keep extends the held messages.
+const minExtendEvery = 100 * time.Millisecond
+
+// keep extends the held messages at once and then every extendEvery (at
+// least every minExtendEvery) until the outage ends or ctx is done.
 func (o *outage) keep(ctx context.Context, up chan struct{}) {
 	for {
 		every := o.extendEvery()
 		if every <= 0 {
 			return
 		}
+		every = max(every, minExtendEvery)
 		o.extend()
 		select {
 		case <-ctx.Done():

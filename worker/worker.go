@@ -304,10 +304,10 @@ func (w *Worker) intake(ctx, proc context.Context, wg *sync.WaitGroup) {
 			msgs = append(msgs, more...)
 		}
 		if len(msgs) > 0 {
-			last = time.Now()
-			w.firstAt.CompareAndSwap(0, last.UnixNano())
+			w.firstAt.CompareAndSwap(0, time.Now().UnixNano())
 			w.received.Add(int64(len(msgs)))
 			w.dispatch(ctx, proc, msgs, wg)
+			last = time.Now() // after dispatch, which an outage may hold
 		}
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, ErrSourceStopped) {
@@ -359,12 +359,14 @@ func (w *Worker) dispatch(ctx, proc context.Context, msgs []Delivery, wg *sync.W
 			w.deadLetter(d, fmt.Sprintf("unknown subject %q", d.Subject()))
 		}
 	}
-	w.track(userMsgs...)
+	// Everything taken is in flight, and held in an outage, from here.
+	ds := slices.Clone(userMsgs)
 	for _, m := range orders {
-		w.track(m.d)
+		ds = append(ds, m.d)
 	}
+	w.track(ds...)
+	w.inFlightMsgs.Add(int64(len(ds)))
 	if len(users) > 0 {
-		w.inFlightMsgs.Add(int64(len(userMsgs)))
 		hold, stop := context.WithCancel(proc)
 		defer stop()
 		defer context.AfterFunc(ctx, stop)()
@@ -372,21 +374,21 @@ func (w *Worker) dispatch(ctx, proc context.Context, msgs []Delivery, wg *sync.W
 		for {
 			epoch := w.out.epoch()
 			err = w.shop.Users.RegisterMany(proc, users)
-			if err == nil || !w.hold(proc, hold, err, epoch) {
+			if err == nil {
 				break
 			}
-		}
-		if err != nil && ctx.Err() != nil && w.out.current() != nil {
-			// A signal while the database does not answer: the batch
-			// goes back whole, so that no order runs before its user.
-			ds := slices.Clone(userMsgs)
-			for _, m := range orders {
-				ds = append(ds, m.d)
+			again, down := w.hold(proc, hold, err, epoch)
+			if down && !again {
+				// A signal, or the drain's end, while the database does
+				// not answer: the batch goes back whole, so that no
+				// order runs before its user.
+				w.handBack(ds)
+				w.inFlightMsgs.Add(-int64(len(ds)))
+				return
 			}
-			w.inFlightMsgs.Add(int64(len(orders)))
-			w.handBack(ds)
-			w.inFlightMsgs.Add(-int64(len(ds)))
-			return
+			if !again {
+				break
+			}
 		}
 		for _, d := range userMsgs {
 			if err != nil {
@@ -402,7 +404,6 @@ func (w *Worker) dispatch(ctx, proc context.Context, msgs []Delivery, wg *sync.W
 		n := min(len(orders), w.cfg.Group)
 		group := orders[:n:n]
 		orders = orders[n:]
-		w.inFlightMsgs.Add(int64(len(group)))
 		wg.Go(func() {
 			defer func() {
 				w.inFlightMsgs.Add(-int64(len(group)))
@@ -439,7 +440,7 @@ func (w *Worker) place(proc context.Context, group []orderMsg) {
 				w.settleGroup(group, placed)
 				return
 			}
-			if w.hold(proc, proc, err, epoch) {
+			if again, _ := w.hold(proc, proc, err, epoch); again {
 				continue // the database is back: that attempt does not count
 			}
 			w.log.Debug("worker: group failed", "orders", len(group), "attempt", attempt, "err", err)
@@ -462,7 +463,10 @@ func (w *Worker) place(proc context.Context, group []orderMsg) {
 			}
 			epoch := w.out.epoch()
 			p, err = w.shop.PlaceOrder(proc, m.o)
-			if err == nil || !w.hold(proc, proc, err, epoch) {
+			if err == nil {
+				break
+			}
+			if again, _ := w.hold(proc, proc, err, epoch); !again {
 				break
 			}
 		}
@@ -522,16 +526,16 @@ func deliveries(msgs []orderMsg) []Delivery {
 }
 
 // hold waits, when an operation that began at epoch failed with err
-// because the database does not answer, until it answers again, and
-// reports whether it did, so that the operation should run again. It
-// returns false at once when the database answers (err was the
-// statement's), and when wait or proc ends first. Its messages stay
-// pending meanwhile, extended by the outage's extender.
-func (w *Worker) hold(proc, wait context.Context, err error, epoch int64) bool {
+// because the database does not answer (down), until it answers again, and
+// reports whether it did (again), so that the operation should run again.
+// It returns false, false at once when the database answers (err was the
+// statement's), and true, false when wait or proc ended first. Its
+// messages stay pending meanwhile, extended by the outage's extender.
+func (w *Worker) hold(proc, wait context.Context, err error, epoch int64) (again, down bool) {
 	if !w.out.down(proc, err, epoch) {
-		return false
+		return false, false
 	}
-	return w.out.wait(wait) == nil
+	return w.out.wait(wait) == nil, true
 }
 
 // track records ds as taken and not yet settled.
@@ -569,30 +573,35 @@ func (w *Worker) extendEvery() time.Duration {
 }
 
 // extendPending resets the broker's settle deadline of every pending
-// delivery that has one.
+// delivery that has one: in one round trip when the source is a
+// BatchExtender.
 func (w *Worker) extendPending() {
 	w.pendMu.Lock()
-	var es []Extender
+	var ds []Delivery
 	for d := range w.pending {
-		if e, ok := d.(Extender); ok {
-			es = append(es, e)
+		if _, ok := d.(Extender); ok {
+			ds = append(ds, d)
 		}
 	}
 	w.pendMu.Unlock()
 	ctx, cancel := w.settleCtx()
 	defer cancel()
-	failed := 0
-	var last error
-	for _, e := range es {
-		if err := e.Extend(ctx); err != nil {
-			failed++
-			last = err
+	var errs []error
+	if be, ok := w.src.(BatchExtender); ok {
+		if err := be.ExtendBatch(ctx, ds); err != nil {
+			errs = append(errs, err)
+		}
+	} else {
+		for _, d := range ds {
+			if err := d.(Extender).Extend(ctx); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
-	if failed > 0 {
+	if len(errs) > 0 {
 		// Some may have been settled meanwhile; the others come again and
 		// count as duplicates.
-		w.log.Warn("worker: extend held messages", "failed", failed, "of", len(es), "err", last)
+		w.log.Warn("worker: extend held messages", "messages", len(ds), "errors", len(errs), "err", errs[len(errs)-1])
 	}
 }
 
