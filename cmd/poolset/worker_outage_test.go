@@ -119,6 +119,68 @@ func TestWorkerDatabaseOutage(t *testing.T) {
 	}
 }
 
+// TestWorkerDatabaseOutageGrouped: orders placed in groups (the default)
+// when the database dies. The test locks every product row first, so that
+// the worker's first groups wait on the lock with every order fetched and
+// pending, and kills the database while they wait. The worker holds all of
+// them (extending each on NATS), places them once the database is back, and
+// every message was received once.
+func TestWorkerDatabaseOutageGrouped(t *testing.T) {
+	b := setupBroker(t, "nats")
+	db, d := outageDB(t)
+	seedShop(t, d)
+	loadOrders(t, b, wkOrders)
+
+	tx, err := d.admin.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(t.Context(), "SELECT id FROM shop.products FOR UPDATE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows.Close()
+
+	w := startWorker(t, d, b, "--group", "100", "--exit-when-idle", "5s", "--ack-wait", outageAckWait)
+	waiting := 0
+	if !eventually(30*time.Second, func() bool {
+		waiting = lockingReads(t, d)
+		return waiting > 0 || w.exited()
+	}) || w.exited() {
+		t.Fatalf("locking reads waiting in %s: got %d; want the worker's", d.name, waiting)
+	}
+	if got := d.orders(t); got != 0 {
+		t.Fatalf("orders before the kill: got %d; want 0 (all waiting on the lock)", got)
+	}
+	if err := db.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(outageFor)
+	if err := db.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("mariadbd killed with %d group transactions waiting on the product locks, started again %v later", waiting, outageFor)
+
+	s := wantCleanExit(t, "worker", w)
+	ws := s.Worker
+	if ws.Outages < 1 {
+		t.Errorf("outages: got %d; want at least 1", ws.Outages)
+	}
+	if ws.DeadLettered != 0 || ws.Naked != 0 || ws.SettleErrors != 0 {
+		t.Errorf("dead-lettered, nak'ed, settle errors: got %d, %d, %d; want 0, 0, 0", ws.DeadLettered, ws.Naked, ws.SettleErrors)
+	}
+	// Nothing had committed at the kill: no duplicate is possible, and a
+	// held message that was not extended would be received twice.
+	if ws.Received != wkOrders || ws.Duplicates != 0 {
+		t.Errorf("received, duplicates: got %d, %d; want %d, 0", ws.Received, ws.Duplicates, wkOrders)
+	}
+	if got := ws.Accepted + ws.Rejected; got != wkOrders {
+		t.Errorf("accepted+rejected: got %d; want %d", got, wkOrders)
+	}
+	verifyOrders(t, d, wkOrders)
+}
+
 // TestWorkerSIGTERMWhileDatabaseDown: the database is down when SIGTERM
 // comes. The worker waits out its drain deadline for the database, hands
 // the held messages back (exit code 3, abandoned), and dead-letters none;
