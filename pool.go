@@ -186,14 +186,19 @@ func openPool(ctx context.Context, s *Set, cfg PoolConfig, role string, log *slo
 	return p, nil
 }
 
+// pingTimeout bounds a ping: the pool's AcquireTimeout, or the default
+// when that is negative (acquires wait only on the caller's ctx).
+func (p *Pool) pingTimeout() time.Duration {
+	if t := p.cfg.AcquireTimeout; t > 0 {
+		return t
+	}
+	return DefaultAcquireTimeout
+}
+
 // ping checks that the pool can reach its server, on one of its
 // connections, within the pool's AcquireTimeout.
 func (p *Pool) ping(ctx context.Context) error {
-	timeout := p.cfg.AcquireTimeout
-	if timeout <= 0 {
-		timeout = DefaultAcquireTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, p.pingTimeout())
 	defer cancel()
 	if err := p.db.PingContext(ctx); err != nil {
 		return fmt.Errorf("poolset: pool %s (%s %s): %w", p.cfg.Name, p.cfg.Kind, p.cfg.Address, err)
@@ -207,11 +212,7 @@ func (p *Pool) ping(ctx context.Context) error {
 // down. It blocks until the server answers, the pool's AcquireTimeout
 // passes, or ctx is done. It is safe for concurrent use.
 func (p *Pool) Ping(ctx context.Context) error {
-	timeout := p.cfg.AcquireTimeout
-	if timeout <= 0 {
-		timeout = DefaultAcquireTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, p.pingTimeout())
 	defer cancel()
 	err := func() error {
 		c, err := p.cfg.Connector.Connect(ctx)

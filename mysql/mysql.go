@@ -243,44 +243,75 @@ func connectionsTo(ctx context.Context, db *sql.DB, dbName string) (int, error) 
 	if err := c.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&self); err != nil {
 		return 0, err
 	}
-	rows, err := c.QueryContext(ctx, "SHOW PROCESSLIST")
+	ps, err := Processes(ctx, c)
 	if err != nil {
 		return 0, err
+	}
+	n := 0
+	for _, p := range ps {
+		if p.ID != self && p.DB == dbName && p.Command != "Daemon" {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Process is one row of SHOW FULL PROCESSLIST: a connection or a server
+// thread. Empty strings stand for NULL.
+type Process struct {
+	ID, User, Host, DB, Command, State, Info string
+}
+
+// Processes returns the server's SHOW FULL PROCESSLIST, read over the text
+// protocol (see GlobalStatus), from q: a *sql.DB, *sql.Conn or *sql.Tx.
+func Processes(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}) ([]Process, error) {
+	rows, err := q.QueryContext(ctx, "SHOW FULL PROCESSLIST")
+	if err != nil {
+		return nil, fmt.Errorf("mysql: processlist: %w", err)
 	}
 	defer rows.Close()
 	cols, err := rows.Columns()
 	if err != nil {
-		return 0, err
-	}
-	id, dbCol, cmd := -1, -1, -1
-	for i, name := range cols {
-		switch strings.ToLower(name) {
-		case "id":
-			id = i
-		case "db":
-			dbCol = i
-		case "command":
-			cmd = i
-		}
-	}
-	if id < 0 || dbCol < 0 || cmd < 0 {
-		return 0, fmt.Errorf("SHOW PROCESSLIST: columns %v lack Id, db or Command", cols)
+		return nil, fmt.Errorf("mysql: processlist: %w", err)
 	}
 	vals := make([]sql.NullString, len(cols))
 	ptrs := make([]any, len(cols))
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
-	n := 0
+	var ps []Process
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
-			return 0, err
+			return nil, fmt.Errorf("mysql: processlist: %w", err)
 		}
-		if vals[id].String != self && vals[dbCol].Valid && vals[dbCol].String == dbName && vals[cmd].String != "Daemon" {
-			n++
+		var p Process
+		for i, c := range cols {
+			v := vals[i].String
+			switch strings.ToLower(c) {
+			case "id":
+				p.ID = v
+			case "user":
+				p.User = v
+			case "host":
+				p.Host = v
+			case "db":
+				p.DB = v
+			case "command":
+				p.Command = v
+			case "state":
+				p.State = v
+			case "info":
+				p.Info = v
+			}
 		}
+		ps = append(ps, p)
 	}
-	return n, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("mysql: processlist: %w", err)
+	}
+	return ps, nil
 }
 
 // CreateDatabase creates database name on the server at dsn if it does not

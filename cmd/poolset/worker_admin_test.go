@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/poolset/poolset/mysql"
 )
 
 // TestWorkerAdmin: the admin endpoint answers /healthz, /readyz and
@@ -111,40 +113,20 @@ func TestWorkerAdmin(t *testing.T) {
 }
 
 // lockingReads counts the statements running on d that read products FOR
-// UPDATE, from SHOW FULL PROCESSLIST: a poll over the text protocol (see
-// mysql.ConnectionsTo for why not a prepared information_schema query).
+// UPDATE, from SHOW FULL PROCESSLIST (mysql.Processes: a poll over the text
+// protocol, never a prepared information_schema query).
 func lockingReads(t *testing.T, d shopDB) int {
 	t.Helper()
-	rows, err := d.admin.QueryContext(t.Context(), "SHOW FULL PROCESSLIST")
+	ps, err := mysql.Processes(t.Context(), d.admin)
 	if err != nil {
 		t.Fatalf("lock waits: %v", err)
-	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		t.Fatalf("lock waits: %v", err)
-	}
-	vals := make([]sql.NullString, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
 	}
 	n := 0
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatalf("lock waits: %v", err)
-		}
-		row := map[string]string{}
-		for i, c := range cols {
-			row[strings.ToLower(c)] = vals[i].String
-		}
-		if row["db"] == d.name && row["command"] == "Query" &&
-			strings.HasPrefix(row["info"], "SELECT ") && strings.Contains(row["info"], " FROM products ") && strings.HasSuffix(row["info"], " FOR UPDATE") {
+	for _, p := range ps {
+		if p.DB == d.name && p.Command == "Query" &&
+			strings.HasPrefix(p.Info, "SELECT ") && strings.Contains(p.Info, " FROM products ") && strings.HasSuffix(p.Info, " FOR UPDATE") {
 			n++
 		}
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatalf("lock waits: %v", err)
 	}
 	return n
 }
