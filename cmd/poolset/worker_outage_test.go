@@ -46,7 +46,7 @@ func outageSize(t *testing.T) (time.Duration, int) {
 // outageAckWait is the NATS --ack-wait of the outage tests: shorter than
 // the outage, so that a held message the worker did not extend would be
 // redelivered and come back as a duplicate.
-const outageAckWait = "2s"
+const outageAckWait = "3s"
 
 // outageDB starts a MariaDB primary of the test's own, which the test may
 // kill, and returns it with the worker tests' view of its database "shop".
