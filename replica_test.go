@@ -404,6 +404,21 @@ func TestReplicaRouting(t *testing.T) {
 				t.Fatalf("insert user %d: %v", id, err)
 			}
 		}
+		// insertInTx inserts user id in a transaction of its own.
+		insertInTx := func(ctx context.Context, id int) {
+			t.Helper()
+			tx, err := users.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.ExecContext(ctx, "INSERT INTO users (id, name) VALUES (?, ?)", id, fmt.Sprintf("user-%d", id)); err != nil {
+				tx.Rollback()
+				t.Fatal(err)
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		}
 		wantUser := func(ctx context.Context, id int) {
 			t.Helper()
 			name, err := readUser(ctx, users, id)
@@ -442,17 +457,7 @@ func TestReplicaRouting(t *testing.T) {
 		t.Run("transaction under read-your-writes", func(t *testing.T) {
 			rctx := poolset.ReadYourWrites(ctx)
 			p0 := rywPrimary()
-			tx, err := users.BeginTx(rctx, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := tx.ExecContext(rctx, "INSERT INTO users (id, name) VALUES (2003, 'user-2003')"); err != nil {
-				tx.Rollback()
-				t.Fatal(err)
-			}
-			if err := tx.Commit(); err != nil {
-				t.Fatal(err)
-			}
+			insertInTx(rctx, 2003)
 			wantUser(rctx, 2003)
 			if got := rywPrimary(); got != p0+1 {
 				t.Errorf("ReadYourWritesPrimary: got %d; want %d", got, p0+1)
@@ -480,17 +485,7 @@ func TestReplicaRouting(t *testing.T) {
 		t.Run("caught-up replica serves a transaction's read-your-writes", func(t *testing.T) {
 			rctx := poolset.ReadYourWrites(ctx)
 			p0, r0 := rywPrimary(), rywReplica()
-			tx, err := users.BeginTx(rctx, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := tx.ExecContext(rctx, "INSERT INTO users (id, name) VALUES (2005, 'user-2005')"); err != nil {
-				tx.Rollback()
-				t.Fatal(err)
-			}
-			if err := tx.Commit(); err != nil {
-				t.Fatal(err)
-			}
+			insertInTx(rctx, 2005)
 			wantUser(rctx, 2005)
 			if got := rywReplica(); got != r0+1 {
 				t.Errorf("ReadYourWritesReplica: got %d; want %d", got, r0+1)
