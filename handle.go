@@ -112,36 +112,34 @@ type Reader struct{ h *Handle }
 
 // QueryContext runs a query on a read pool.
 func (r *Reader) QueryContext(ctx context.Context, query string, args ...any) (*Rows, error) {
-	l, err := r.acquire(ctx, kindRows)
+	return r.query(ctx, kindRows, query, args)
+}
+
+// QueryRowContext runs a query expected to return at most one row on a read
+// pool.
+func (r *Reader) QueryRowContext(ctx context.Context, query string, args ...any) *Row {
+	rows, err := r.query(ctx, kindRow, query, args)
+	if err != nil {
+		return &Row{err: err}
+	}
+	return &Row{rows: rows.Rows, l: rows.l}
+}
+
+// query runs a query on a lease of kind from a read pool, and once more
+// through the fallback when the read pool's connection is broken.
+func (r *Reader) query(ctx context.Context, kind leaseKind, query string, args []any) (*Rows, error) {
+	l, err := r.acquire(ctx, kind)
 	if err != nil {
 		return nil, err
 	}
 	rows, err := l.query(ctx, query, args)
 	if err != nil && l.pool.role == roleRead && l.pool.isConnError(ctx, err) {
 		l.pool.markDown(err)
-		if l, err = r.fallback(ctx, kindRows, err); err == nil {
+		if l, err = r.fallback(ctx, kind, err); err == nil {
 			return l.query(ctx, query, args)
 		}
 	}
 	return rows, err
-}
-
-// QueryRowContext runs a query expected to return at most one row on a read
-// pool.
-func (r *Reader) QueryRowContext(ctx context.Context, query string, args ...any) *Row {
-	l, err := r.acquire(ctx, kindRow)
-	if err != nil {
-		return &Row{err: err}
-	}
-	row := l.queryRow(ctx, query, args)
-	if row.err != nil && l.pool.role == roleRead && l.pool.isConnError(ctx, row.err) {
-		l.pool.markDown(row.err)
-		if l, err = r.fallback(ctx, kindRow, row.err); err != nil {
-			return &Row{err: err}
-		}
-		return l.queryRow(ctx, query, args)
-	}
-	return row
 }
 
 // BeginTx starts a transaction on a read pool, for several reads that must
@@ -157,9 +155,9 @@ func (r *Reader) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 // acquire borrows a connection from the pool the set routes r's reads to,
 // falling back when a read pool cannot give one.
 func (r *Reader) acquire(ctx context.Context, kind leaseKind) (*lease, error) {
-	p, rs, err := r.h.set.route(r.h)
-	if err != nil {
-		return nil, err
+	p, rs := r.h.set.route(r.h)
+	if p == nil {
+		return r.fallback(ctx, kind, nil)
 	}
 	l, err := p.acquire(ctx, rs, kind)
 	if err != nil && p.role == roleRead && ctx.Err() == nil {
@@ -191,10 +189,16 @@ func readOnly(l *lease, err error) (*lease, error) {
 	return l, err
 }
 
+// fallback serves a read whose read pool is unusable (cause, when a
+// read pool failed it) as h's policy says: on the primary, or with
+// ErrNoReadPool. Either is counted.
 func (r *Reader) fallback(ctx context.Context, kind leaseKind, cause error) (*lease, error) {
 	h := r.h
 	if h.policy == FailWithoutReadPool {
 		h.primary.fallbackFails.Add(1)
+		if cause == nil {
+			return nil, fmt.Errorf("poolset: read by %s: %w", h.name, ErrNoReadPool)
+		}
 		return nil, fmt.Errorf("poolset: read by %s: %w: %w", h.name, ErrNoReadPool, cause)
 	}
 	h.primary.fallbacks.Add(1)
@@ -236,19 +240,11 @@ func (l *lease) query(ctx context.Context, q string, args []any) (*Rows, error) 
 }
 
 func (l *lease) queryRow(ctx context.Context, q string, args []any) *Row {
-	l.repo.queries.Add(1)
-	qr, err := l.queryer(ctx)
+	rows, err := l.query(ctx, q, args)
 	if err != nil {
-		l.release()
 		return &Row{err: err}
 	}
-	rows, err := qr.QueryContext(ctx, q, args...)
-	if err != nil {
-		l.release()
-		return &Row{err: err}
-	}
-	l.setRows(rows)
-	return &Row{rows: rows, l: l}
+	return &Row{rows: rows.Rows, l: l}
 }
 
 func (l *lease) beginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) {

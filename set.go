@@ -57,7 +57,6 @@ type Set struct {
 
 	mu      sync.Mutex
 	handles map[string]*Handle
-	order   []string
 }
 
 // Open opens the primary pool and checks that it answers, then the read
@@ -77,9 +76,8 @@ func Open(ctx context.Context, cfg Config) (*Set, error) {
 	if s.rywWait <= 0 {
 		s.rywWait = DefaultReadYourWritesWait
 	}
-	// What Open opens is registered in own until Open succeeds, so that a
+	// What Open opens is kept in opened until Open succeeds, so that a
 	// failure releases exactly that, and nothing the caller's stack held.
-	var own release.Stack
 	type step struct {
 		name    string
 		timeout time.Duration
@@ -87,10 +85,13 @@ func Open(ctx context.Context, cfg Config) (*Set, error) {
 	}
 	var opened []step
 	register := func(name string, timeout time.Duration, fn release.Func) {
-		own.AddTimeout(name, timeout, fn)
 		opened = append(opened, step{name, timeout, fn})
 	}
 	fail := func(err error) (*Set, error) {
+		var own release.Stack
+		for _, st := range opened {
+			own.AddTimeout(st.name, st.timeout, st.fn)
+		}
 		own.Release(context.WithoutCancel(ctx))
 		return nil, err
 	}
@@ -172,14 +173,14 @@ func (s *Set) HandleWithPolicy(name string, policy ReadPolicy) *Handle {
 	}
 	h := &Handle{set: s, name: name, primary: s.primary.repo(name), policy: policy}
 	s.handles[name] = h
-	s.order = append(s.order, name)
 	return h
 }
 
 // route picks the pool for a read by h: the usable read pool with the
-// fewest connections in use, else the primary or ErrNoReadPool as h's
-// policy says.
-func (s *Set) route(h *Handle) (*Pool, *repoStats, error) {
+// fewest connections in use; in a set without read pools, the primary
+// (unless h's policy is FailWithoutReadPool); else nil, for the Reader's
+// fallback to decide.
+func (s *Set) route(h *Handle) (*Pool, *repoStats) {
 	var best *Pool
 	for _, p := range s.reads {
 		if !p.usable() {
@@ -192,17 +193,13 @@ func (s *Set) route(h *Handle) (*Pool, *repoStats, error) {
 	if best != nil {
 		rs := best.repo(h.name)
 		rs.reads.Store(true)
-		return best, rs, nil
+		return best, rs
 	}
 	if len(s.reads) > 0 || h.policy == FailWithoutReadPool {
-		if h.policy == FailWithoutReadPool {
-			h.primary.fallbackFails.Add(1)
-			return nil, nil, fmt.Errorf("poolset: read by %s: %w", h.name, ErrNoReadPool)
-		}
-		h.primary.fallbacks.Add(1)
+		return nil, nil
 	}
 	h.primary.reads.Store(true)
-	return s.primary, h.primary, nil
+	return s.primary, h.primary
 }
 
 // Register adds a release step for a resource that is not an SQL pool (a

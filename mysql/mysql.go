@@ -133,13 +133,12 @@ func (c *readOnlyConnector) Connect(ctx context.Context) (driver.Conn, error) {
 
 // Server error numbers poolset tells apart.
 const (
-	erDupEntry         = 1062
-	erLockDeadlock     = 1213
-	erLockWaitTimeout  = 1205
-	erReadOnlyTx       = 1792
-	erServerShutdown   = 1053
-	erConnCountError   = 1040
-	erQueryInterrupted = 1317
+	erDupEntry        = 1062
+	erLockDeadlock    = 1213
+	erLockWaitTimeout = 1205
+	erReadOnlyTx      = 1792
+	erServerShutdown  = 1053
+	erConnCountError  = 1040
 )
 
 // IsConnError reports whether err means the connection or its server is
@@ -271,24 +270,14 @@ func Processes(ctx context.Context, q interface {
 	if err != nil {
 		return nil, fmt.Errorf("mysql: processlist: %w", err)
 	}
-	defer rows.Close()
-	cols, err := rows.Columns()
+	all, err := rowMaps(rows)
 	if err != nil {
 		return nil, fmt.Errorf("mysql: processlist: %w", err)
 	}
-	vals := make([]sql.NullString, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	var ps []Process
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			return nil, fmt.Errorf("mysql: processlist: %w", err)
-		}
-		var p Process
-		for i, c := range cols {
-			v := vals[i].String
+	ps := make([]Process, len(all))
+	for k, row := range all {
+		p := &ps[k]
+		for c, v := range row {
 			switch strings.ToLower(c) {
 			case "id":
 				p.ID = v
@@ -306,12 +295,37 @@ func Processes(ctx context.Context, q interface {
 				p.Info = v
 			}
 		}
-		ps = append(ps, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("mysql: processlist: %w", err)
 	}
 	return ps, nil
+}
+
+// rowMaps reads every row of rows, as text, into a map from column name to
+// value; a NULL leaves its column out. It closes rows.
+func rowMaps(rows *sql.Rows) ([]map[string]string, error) {
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	var all []map[string]string
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		row := make(map[string]string, len(cols))
+		for i, c := range cols {
+			if vals[i].Valid {
+				row[c] = vals[i].String
+			}
+		}
+		all = append(all, row)
+	}
+	return all, rows.Err()
 }
 
 // CreateDatabase creates database name on the server at dsn if it does not

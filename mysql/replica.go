@@ -230,29 +230,14 @@ func ReplicaStatus(ctx context.Context, conn *sql.Conn) (map[string]string, erro
 	if err != nil {
 		return nil, fmt.Errorf("mysql: replica status: %w", err)
 	}
-	defer rows.Close()
-	cols, err := rows.Columns()
+	all, err := rowMaps(rows)
 	if err != nil {
 		return nil, fmt.Errorf("mysql: replica status: %w", err)
 	}
-	if !rows.Next() {
-		return nil, rows.Err()
+	if len(all) == 0 {
+		return nil, nil
 	}
-	vals := make([]sql.NullString, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	if err := rows.Scan(ptrs...); err != nil {
-		return nil, fmt.Errorf("mysql: replica status: %w", err)
-	}
-	st := make(map[string]string, len(cols))
-	for i, c := range cols {
-		if vals[i].Valid {
-			st[c] = vals[i].String
-		}
-	}
-	return st, rows.Err()
+	return all[0], nil
 }
 
 // Position returns the GTID of the last transaction committed on conn's

@@ -155,14 +155,16 @@ type ProductCache struct {
 	ttl time.Duration
 	log *slog.Logger
 
-	down      atomic.Bool
-	retryAt   atomic.Int64 // unix nanos before which Redis is skipped while down
-	hits      atomic.Int64
-	misses    atomic.Int64
-	failures  atomic.Int64
-	outages   atomic.Int64
-	keyPrefix string
+	down     atomic.Bool
+	retryAt  atomic.Int64 // unix nanos before which Redis is skipped while down
+	hits     atomic.Int64
+	misses   atomic.Int64
+	failures atomic.Int64
+	outages  atomic.Int64
 }
+
+// productKeyPrefix starts the key of every cached product.
+const productKeyPrefix = "poolset:product:"
 
 // DefaultTTL is how long product details stay cached.
 const DefaultTTL = 5 * time.Minute
@@ -176,12 +178,12 @@ func NewProductCache(c *Client, ttl time.Duration, log *slog.Logger) *ProductCac
 	if log == nil {
 		log = slog.Default()
 	}
-	return &ProductCache{c: c, ttl: ttl, log: log, keyPrefix: "poolset:product:"}
+	return &ProductCache{c: c, ttl: ttl, log: log}
 }
 
 var _ shop.ProductCache = (*ProductCache)(nil)
 
-func (p *ProductCache) key(id int64) string { return p.keyPrefix + strconv.FormatInt(id, 10) }
+func (p *ProductCache) key(id int64) string { return productKeyPrefix + strconv.FormatInt(id, 10) }
 
 // usable reports whether Redis should be tried now.
 func (p *ProductCache) usable() bool {

@@ -191,11 +191,8 @@ func (w *Worker) Stats() Summary {
 	w.latMu.Lock()
 	lat := slices.Clone(w.latencies)
 	w.latMu.Unlock()
-	if len(lat) > 0 {
-		slices.Sort(lat)
-		s.AckLatencyP50 = lat[(len(lat)-1)*50/100]
-		s.AckLatencyP99 = lat[(len(lat)-1)*99/100]
-	}
+	slices.Sort(lat)
+	s.AckLatencyP50, s.AckLatencyP99 = shop.Percentile(lat, 50), shop.Percentile(lat, 99)
 	if first, last := w.firstAt.Load(), w.lastAt.Load(); first > 0 && last > first {
 		s.Busy = time.Duration(last - first)
 		s.Rate = float64(s.Acked) / s.Busy.Seconds()

@@ -26,7 +26,6 @@ type app struct {
 	dialect shop.Dialect
 	cache   *redis.ProductCache // nil without --redis
 	backend string              // "mysql" or "sqlite"
-	dbName  string              // the MySQL database, for server-side counts
 	broker  broker              // nil unless opened with openOpts.broker
 	rel     *release.Stack      // every release, in acquisition order
 }
@@ -89,9 +88,6 @@ func openApp(ctx context.Context, cfg config, opts openOpts, log *slog.Logger) (
 		return nil, err
 	}
 	a := &app{dialect: dialectFor(cfg), backend: backendOf(cfg), rel: new(release.Stack)}
-	if cfg.MySQL != "" {
-		a.dbName, _ = mysql.DatabaseName(cfg.MySQL)
-	}
 	fail := func(err error) (*app, error) {
 		a.release(ctx)
 		return nil, err

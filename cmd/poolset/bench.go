@@ -53,12 +53,12 @@ func cmdBenchSharing(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	defer counter.Close()
 
+	dbName, _ := mysql.DatabaseName(cfg.MySQL)
 	var rows []benchRow
 	for _, mode := range []string{"shared", "per-repository"} {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		dbName, _ := mysql.DatabaseName(cfg.MySQL)
 		row, err := benchMode(ctx, cfg, mode, *clients, *duration, *seed, counter, dbName, log)
 		if err != nil {
 			return err

@@ -131,9 +131,6 @@ func benchUserReads(ctx context.Context, a *app, clients int, d time.Duration, u
 	}
 	slices.Sort(all)
 	el := time.Since(start)
-	row := readsRow{Reads: reads.Load(), Errors: errs.Load(), OpsPerSec: float64(reads.Load()) / el.Seconds()}
-	if len(all) > 0 {
-		row.P50, row.P99 = all[(len(all)-1)/2], all[(len(all)-1)*99/100]
-	}
-	return row
+	return readsRow{Reads: reads.Load(), Errors: errs.Load(), OpsPerSec: float64(reads.Load()) / el.Seconds(),
+		P50: shop.Percentile(all, 50), P99: shop.Percentile(all, 99)}
 }
