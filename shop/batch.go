@@ -77,47 +77,22 @@ func (s *Shop) placeGroup(ctx context.Context, tx *poolset.Tx, orders []Order) (
 	var fresh []Order
 	seen := map[string]bool{}
 	taken := map[int64]int64{}
-	prices := map[int64]int64{}
 	for i, o := range orders {
 		if existing[o.ID] || seen[o.ID] {
 			out[i] = Placed{Order: o, Duplicate: true}
 			continue
 		}
 		seen[o.ID] = true
-		qty := map[int64]int64{}
-		for _, it := range o.Items {
-			qty[it.ProductID] += it.Qty
-		}
-		o.Status, o.Reason, o.TotalCents = Accepted, "", 0
-		if !users[o.UserID] {
-			o.Status, o.Reason = Rejected, fmt.Sprintf("unknown user %d", o.UserID)
-		} else {
-			for _, id := range sortedKeys(qty) {
-				p, found := products[id]
-				switch {
-				case !found:
-					o.Status, o.Reason = Rejected, fmt.Sprintf("unknown product %d", id)
-				case p.Stock-taken[id] < qty[id]:
-					o.Status, o.Reason = Rejected, fmt.Sprintf("insufficient stock for product %d: want %d, have %d", id, qty[id], p.Stock-taken[id])
-				}
-				if o.Status == Rejected {
-					break
-				}
-				o.TotalCents += p.PriceCents * qty[id]
-			}
-		}
+		o, qty := decide(o, users[o.UserID], products, taken)
 		if o.Status == Accepted {
 			for id, q := range qty {
 				taken[id] += q
-				prices[id] = products[id].PriceCents
 			}
-		} else {
-			o.TotalCents = 0
 		}
 		out[i] = Placed{Order: o}
 		fresh = append(fresh, o)
 	}
-	if err := s.Orders.insertManyTx(ctx, tx, fresh, prices); err != nil {
+	if err := s.Orders.insertManyTx(ctx, tx, fresh, products); err != nil {
 		return nil, err
 	}
 	if err := s.Products.takeManyTx(ctx, tx, taken); err != nil {
@@ -167,8 +142,42 @@ func scanSet[K comparable](rows *sql.Rows, scan func(*sql.Rows) (K, error)) (map
 	return out, rows.Err()
 }
 
-// insertManyTx stores orders and their items with one statement each.
-func (r *OrderRepo) insertManyTx(ctx context.Context, tx *poolset.Tx, orders []Order, prices map[int64]int64) error {
+// decide sets o's status, reason and total: rejected when its user is
+// unknown (userOK false), a product is unknown, or a product's stock, less
+// what taken holds for orders decided before it, is short; else accepted.
+// products are the locked rows of o's products (nil when the user is
+// unknown). It returns o's quantity per product.
+func decide(o Order, userOK bool, products map[int64]Product, taken map[int64]int64) (Order, map[int64]int64) {
+	qty := map[int64]int64{}
+	for _, it := range o.Items {
+		qty[it.ProductID] += it.Qty
+	}
+	o.Status, o.Reason, o.TotalCents = Accepted, "", 0
+	if !userOK {
+		o.Status, o.Reason = Rejected, fmt.Sprintf("unknown user %d", o.UserID)
+		return o, qty
+	}
+	for _, id := range sortedKeys(qty) {
+		p, found := products[id]
+		switch have := p.Stock - taken[id]; {
+		case !found:
+			o.Status, o.Reason = Rejected, fmt.Sprintf("unknown product %d", id)
+		case have < qty[id]:
+			o.Status, o.Reason = Rejected, fmt.Sprintf("insufficient stock for product %d: want %d, have %d", id, qty[id], have)
+		default:
+			o.TotalCents += p.PriceCents * qty[id]
+			continue
+		}
+		o.TotalCents = 0
+		return o, qty
+	}
+	return o, qty
+}
+
+// insertManyTx stores orders and their items with one statement each. An
+// item of an accepted order is stored with its product's price; an item of
+// a rejected one with 0.
+func (r *OrderRepo) insertManyTx(ctx context.Context, tx *poolset.Tx, orders []Order, products map[int64]Product) error {
 	if len(orders) == 0 {
 		return nil
 	}
@@ -190,7 +199,7 @@ func (r *OrderRepo) insertManyTx(ctx context.Context, tx *poolset.Tx, orders []O
 			items.WriteString("(?,?,?,?,?)")
 			price := int64(0)
 			if o.Status == Accepted {
-				price = prices[it.ProductID]
+				price = products[it.ProductID].PriceCents
 			}
 			itemArgs = append(itemArgs, o.ID, j+1, it.ProductID, it.Qty, price)
 		}

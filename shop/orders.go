@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/poolset/poolset"
@@ -56,30 +54,6 @@ func (r *OrderRepo) getTx(ctx context.Context, tx *poolset.Tx, id string) (Order
 	return o, rows.Err()
 }
 
-// insertTx stores o (with its status, reason and total) and its items
-// inside tx. It returns an error for which the dialect's IsDuplicateKey is
-// true when o.ID exists.
-func (r *OrderRepo) insertTx(ctx context.Context, tx *poolset.Tx, o Order, prices map[int64]int64) error {
-	if _, err := tx.ExecContext(ctx, "INSERT INTO orders (id, user_id, status, reason, total_cents) VALUES (?, ?, ?, ?, ?)",
-		o.ID, o.UserID, string(o.Status), o.Reason, o.TotalCents); err != nil {
-		return err
-	}
-	var b strings.Builder
-	b.WriteString("INSERT INTO order_items (order_id, line, product_id, qty, price_cents) VALUES ")
-	args := make([]any, 0, 5*len(o.Items))
-	for i, it := range o.Items {
-		if i > 0 {
-			b.WriteString(",")
-		}
-		b.WriteString("(?,?,?,?,?)")
-		args = append(args, o.ID, i+1, it.ProductID, it.Qty, prices[it.ProductID])
-	}
-	if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
-		return fmt.Errorf("shop: store items of order %s: %w", o.ID, err)
-	}
-	return nil
-}
-
 // Placed is the outcome of PlaceOrder.
 type Placed struct {
 	// Order is the stored order, with its status, reason and total.
@@ -123,48 +97,22 @@ func (s *Shop) placeOnce(ctx context.Context, o Order) (Placed, error) {
 	}
 	defer tx.Rollback()
 
-	qty := map[int64]int64{}
-	for _, it := range o.Items {
-		qty[it.ProductID] += it.Qty
-	}
-	ids := make([]int64, 0, len(qty))
-	for id := range qty {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-
-	o.Status, o.Reason, o.TotalCents = Accepted, "", 0
 	ok, err := s.Users.existsTx(ctx, tx, o.UserID)
 	if err != nil {
 		return Placed{}, fmt.Errorf("shop: place order %s: %w", o.ID, err)
 	}
-	prices := map[int64]int64{}
-	if !ok {
-		o.Status, o.Reason = Rejected, fmt.Sprintf("unknown user %d", o.UserID)
-	} else {
-		products, err := s.Products.lockTx(ctx, tx, ids)
-		if err != nil {
+	var products map[int64]Product
+	if ok {
+		ids := map[int64]bool{}
+		for _, it := range o.Items {
+			ids[it.ProductID] = true
+		}
+		if products, err = s.Products.lockTx(ctx, tx, sortedKeys(ids)); err != nil {
 			return Placed{}, fmt.Errorf("shop: place order %s: %w", o.ID, err)
 		}
-		for _, id := range ids {
-			p, found := products[id]
-			switch {
-			case !found:
-				o.Status, o.Reason = Rejected, fmt.Sprintf("unknown product %d", id)
-			case p.Stock < qty[id]:
-				o.Status, o.Reason = Rejected, fmt.Sprintf("insufficient stock for product %d: want %d, have %d", id, qty[id], p.Stock)
-			}
-			if o.Status == Rejected {
-				break
-			}
-			prices[id] = p.PriceCents
-			o.TotalCents += p.PriceCents * qty[id]
-		}
-		if o.Status == Rejected {
-			o.TotalCents = 0
-		}
 	}
-	if err := s.Orders.insertTx(ctx, tx, o, prices); err != nil {
+	o, qty := decide(o, ok, products, nil)
+	if err := s.Orders.insertManyTx(ctx, tx, []Order{o}, products); err != nil {
 		if s.dialect.IsDuplicateKey != nil && s.dialect.IsDuplicateKey(err) {
 			tx.Rollback()
 			prev, gerr := s.Orders.Get(ctx, o.ID)
