@@ -21,9 +21,10 @@ import (
 // before, or twice in the group, comes back with Duplicate set and changes
 // nothing.
 //
-// The result has one Placed per order, in order. On error nothing is
-// stored; the caller may run the group again, or place its orders one by
-// one (PlaceOrder) so that one bad order does not hold back the rest.
+// The result has one Placed per order, in order. A transaction that hits a
+// deadlock or a busy database is run again, up to 3 times. On error nothing
+// is stored; the caller may place the orders one by one (PlaceOrder), so
+// that one bad order does not hold back the rest.
 // Invalid orders must be filtered out first: PlaceOrders returns an error
 // wrapping ErrInvalidOrder if it meets one.
 func (s *Shop) PlaceOrders(ctx context.Context, orders []Order) ([]Placed, error) {
@@ -35,6 +36,15 @@ func (s *Shop) PlaceOrders(ctx context.Context, orders []Order) ([]Placed, error
 			return nil, err
 		}
 	}
+	var out []Placed
+	err := s.retry(ctx, func() (err error) {
+		out, err = s.placeGroupOnce(ctx, orders)
+		return err
+	})
+	return out, err
+}
+
+func (s *Shop) placeGroupOnce(ctx context.Context, orders []Order) ([]Placed, error) {
 	tx, err := s.Orders.h.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("shop: place %d orders: %w", len(orders), err)

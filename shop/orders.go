@@ -79,14 +79,29 @@ func (s *Shop) PlaceOrder(ctx context.Context, o Order) (Placed, error) {
 	if err := o.Validate(); err != nil {
 		return Placed{}, err
 	}
-	var err error
-	for attempt := 1; ; attempt++ {
-		var p Placed
+	var p Placed
+	err := s.retry(ctx, func() (err error) {
 		p, err = s.placeOnce(ctx, o)
-		if err == nil || attempt == maxAttempts || s.dialect.IsRetryable == nil || !s.dialect.IsRetryable(err) || ctx.Err() != nil {
-			return p, err
+		return err
+	})
+	return p, err
+}
+
+// retry runs op, and again after a pause of 5 ms times the attempts so far,
+// while it fails with an error the dialect calls retryable (a deadlock, a
+// busy database), up to maxAttempts runs, and while ctx is live. It returns
+// op's last error.
+func (s *Shop) retry(ctx context.Context, op func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := op()
+		if err == nil || attempt == maxAttempts || s.dialect.IsRetryable == nil || !s.dialect.IsRetryable(err) {
+			return err
 		}
-		time.Sleep(time.Duration(attempt) * 5 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt) * 5 * time.Millisecond):
+		}
 	}
 }
 

@@ -417,10 +417,6 @@ func (w *Worker) dispatch(ctx, proc context.Context, msgs []Delivery, wg *sync.W
 // groupLinger is how long intake tops up a short batch when grouping.
 const groupLinger = 20 * time.Millisecond
 
-// groupAttempts bounds the runs of a group's transaction before its
-// orders are placed one by one.
-const groupAttempts = 3
-
 // place places a group of orders and settles each message.
 func (w *Worker) place(proc context.Context, group []orderMsg) {
 	if len(group) > 1 {
@@ -430,19 +426,19 @@ func (w *Worker) place(proc context.Context, group []orderMsg) {
 		for i, m := range group {
 			orders[i] = m.o
 		}
-		for attempt := 1; attempt <= groupAttempts && proc.Err() == nil; {
+		// PlaceOrders runs the group again after a deadlock; a group that
+		// still fails, other than in an outage, goes one by one below.
+		for proc.Err() == nil {
 			epoch := w.out.epoch()
 			placed, err := w.shop.PlaceOrders(proc, orders)
 			if err == nil {
 				w.settleGroup(group, placed)
 				return
 			}
-			if again, _ := w.hold(proc, proc, err, epoch); again {
-				continue // the database is back: that attempt does not count
+			if again, _ := w.hold(proc, proc, err, epoch); !again {
+				w.log.Debug("worker: group failed; placing its orders one by one", "orders", len(group), "err", err)
+				break
 			}
-			w.log.Debug("worker: group failed", "orders", len(group), "attempt", attempt, "err", err)
-			time.Sleep(time.Duration(attempt) * 10 * time.Millisecond)
-			attempt++
 		}
 	}
 	if len(group) == 1 {
