@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,6 +19,18 @@ type Handle struct {
 	name    string
 	primary *repoStats
 	policy  ReadPolicy
+	reads   []atomic.Pointer[repoStats] // per read pool, set on first use
+}
+
+// readStats returns h's figures on read pool i, registering h there on
+// first use, without taking the pool's lock on every read.
+func (h *Handle) readStats(i int) *repoStats {
+	if rs := h.reads[i].Load(); rs != nil {
+		return rs
+	}
+	rs := h.set.reads[i].repo(h.name) // the same pointer on every call
+	h.reads[i].Store(rs)
+	return rs
 }
 
 // Name returns the repository name the handle counts against.

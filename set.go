@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/poolset/poolset/release"
@@ -171,7 +172,8 @@ func (s *Set) HandleWithPolicy(name string, policy ReadPolicy) *Handle {
 	if h, ok := s.handles[name]; ok {
 		return h
 	}
-	h := &Handle{set: s, name: name, primary: s.primary.repo(name), policy: policy}
+	h := &Handle{set: s, name: name, primary: s.primary.repo(name), policy: policy,
+		reads: make([]atomic.Pointer[repoStats], len(s.reads))}
 	s.handles[name] = h
 	return h
 }
@@ -181,19 +183,19 @@ func (s *Set) HandleWithPolicy(name string, policy ReadPolicy) *Handle {
 // (unless h's policy is FailWithoutReadPool); else nil, for the Reader's
 // fallback to decide.
 func (s *Set) route(h *Handle) (*Pool, *repoStats) {
-	var best *Pool
-	for _, p := range s.reads {
+	best := -1
+	for i, p := range s.reads {
 		if !p.usable() {
 			continue
 		}
-		if best == nil || p.inUse.Load() < best.inUse.Load() {
-			best = p
+		if best < 0 || p.inUse.Load() < s.reads[best].inUse.Load() {
+			best = i
 		}
 	}
-	if best != nil {
-		rs := best.repo(h.name)
+	if best >= 0 {
+		rs := h.readStats(best)
 		rs.reads.Store(true)
-		return best, rs
+		return s.reads[best], rs
 	}
 	if len(s.reads) > 0 || h.policy == FailWithoutReadPool {
 		return nil, nil
