@@ -56,16 +56,25 @@ func (w *leakWatch) scan() {
 		}
 		p.mu.Unlock()
 		for _, l := range old {
-			if !l.reported.CompareAndSwap(false, true) {
+			if !l.markLeaked() {
 				continue
 			}
-			l.repo.leaks.Add(1)
 			w.log.Warn("poolset: connection held past the leak threshold",
 				"pool", p.cfg.Name, "repo", l.repo.name, "kind", l.kind.String(),
 				"held", now.Sub(l.start).Round(time.Millisecond), "threshold", w.threshold,
 				"stack", l.stackString())
 		}
 	}
+}
+
+// markLeaked counts l as a leak of its repository, once: it reports
+// whether this call counted it.
+func (l *lease) markLeaked() bool {
+	if !l.reported.CompareAndSwap(false, true) {
+		return false
+	}
+	l.repo.leaks.Add(1)
+	return true
 }
 
 // callers records the stack of the code that takes a connection, skipping

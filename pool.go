@@ -363,9 +363,7 @@ func (p *Pool) Close(ctx context.Context) error {
 		if len(leftover) > 0 {
 			var names []string
 			for _, l := range leftover {
-				if l.reported.CompareAndSwap(false, true) {
-					l.repo.leaks.Add(1) // not counted by the leak watch yet
-				}
+				l.markLeaked() // unless the leak watch counted it
 				p.log.Warn("poolset: still held at release; closing it",
 					"pool", p.cfg.Name, "repo", l.repo.name, "kind", l.kind.String(),
 					"held", time.Since(l.start).Round(time.Millisecond), "stack", l.stackString())
