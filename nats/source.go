@@ -286,12 +286,7 @@ func (d *delivery) extend() error {
 // window (2 minutes).
 func (d *delivery) DeadLetter(ctx context.Context, reason string) error {
 	return d.settle("dead letter", func() error {
-		reason := strings.Map(func(r rune) rune {
-			if r == '\r' || r == '\n' {
-				return ' '
-			}
-			return r
-		}, reason)
+		reason := oneLine(reason)
 		m := nats.NewMsg(d.b.subject(deadLetterSubject + d.subject))
 		m.Data = d.msg.Data()
 		m.Header.Set(HeaderReason, reason)
@@ -303,18 +298,49 @@ func (d *delivery) DeadLetter(ctx context.Context, reason string) error {
 		if _, err := d.b.js.PublishMsg(ctx, m, opts...); err != nil {
 			return fmt.Errorf("publish to %s: %w", d.b.opts.DeadStream, err)
 		}
-		var err error
-		if reason != "" && serverAtLeast(d.b.nc.ConnectedServerVersion(), 2, 10, 4) {
-			err = d.msg.TermWithReason(reason)
-		} else {
-			// Older servers ignore a term with a reason.
-			err = d.msg.Term()
-		}
-		if err != nil {
-			return fmt.Errorf("term: %w", err)
+		if err := d.term(reason); err != nil {
+			return err
 		}
 		return d.b.flush(ctx)
 	})
+}
+
+// Drop terminates the message without a copy in the dead letter, so that
+// it is never redelivered, with reason where the server takes one (2.10.4
+// and later), and waits, bounded by ctx (5s if ctx has no deadline), until
+// the server has received it.
+func (d *delivery) Drop(ctx context.Context, reason string) error {
+	return d.settle("drop", func() error {
+		if err := d.term(oneLine(reason)); err != nil {
+			return err
+		}
+		return d.b.flush(ctx)
+	})
+}
+
+// term terminates the message, with reason where the server takes one.
+func (d *delivery) term(reason string) error {
+	var err error
+	if reason != "" && serverAtLeast(d.b.nc.ConnectedServerVersion(), 2, 10, 4) {
+		err = d.msg.TermWithReason(reason)
+	} else {
+		// Older servers ignore a term with a reason.
+		err = d.msg.Term()
+	}
+	if err != nil {
+		return fmt.Errorf("term: %w", err)
+	}
+	return nil
+}
+
+// oneLine returns s with its line breaks replaced by spaces, for a header.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 // settle runs do unless the delivery is settled, and marks it settled when

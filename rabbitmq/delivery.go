@@ -149,6 +149,18 @@ func (d *Delivery) DeadLetter(ctx context.Context, reason string) error {
 	return d.done("dead-letter: ack", func() error { return d.d.Ack(false) })
 }
 
+// Drop rejects the message without requeue, so that the queue never
+// delivers it again (the broker moves it to the queue's own dead-letter
+// exchange, if the queue has one). reason is not sent: AMQP's reject
+// carries none, and the worker logs it. ctx is not consulted. When the
+// delivery's channel has closed, Drop returns ErrStaleDelivery (wrapped).
+func (d *Delivery) Drop(ctx context.Context, reason string) error {
+	if !d.settled.CompareAndSwap(false, true) {
+		return ErrAlreadySettled
+	}
+	return d.done("drop", func() error { return d.d.Reject(false) })
+}
+
 // done sends the settling frame unless the channel has closed, and counts
 // the delivery settled.
 func (d *Delivery) done(op string, send func() error) error {

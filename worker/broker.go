@@ -32,9 +32,24 @@ type Delivery interface {
 	// Nak hands the message back for redelivery after delay (0: at once).
 	Nak(ctx context.Context, delay time.Duration) error
 	// DeadLetter moves the message, with reason, to the dead letter; it is
-	// never redelivered.
+	// never redelivered. When the broker refuses the copy for good (it is
+	// over the broker's size limit, or the dead letter does not take it),
+	// DeadLetter returns an error wrapping ErrDeadLetterRefused and leaves
+	// the delivery unsettled, so that the worker can Drop it.
 	DeadLetter(ctx context.Context, reason string) error
+	// Drop settles the message so that the broker never delivers it again,
+	// without a copy in the dead letter: NATS terminates it (with reason,
+	// where the server takes one), RabbitMQ rejects it without requeue (to
+	// the queue's own dead-letter exchange, if it has one). The worker
+	// drops a message only after its dead-letter copy was refused, and logs
+	// and counts it.
+	Drop(ctx context.Context, reason string) error
 }
+
+// ErrDeadLetterRefused is wrapped by a Delivery's DeadLetter when the
+// broker refused the dead-letter copy for good: trying again cannot help,
+// and the delivery is left unsettled for Drop.
+var ErrDeadLetterRefused = errors.New("worker: the broker refused the dead-letter copy")
 
 // Source is a broker's consumer side, pulled by the worker.
 type Source interface {

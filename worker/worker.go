@@ -99,6 +99,10 @@ type Summary struct {
 	Registered   int64 `json:"registered"`
 	Naked        int64 `json:"naked"`
 	DeadLettered int64 `json:"dead_lettered"`
+	// Dropped counts messages settled without a dead-letter copy because
+	// the broker refused the copy (ErrDeadLetterRefused): each is logged
+	// with its reason at error level.
+	Dropped      int64 `json:"dropped"`
 	Abandoned    int64 `json:"abandoned"`
 	SettleErrors int64 `json:"settle_errors"`
 	InFlight     int64 `json:"in_flight"`
@@ -134,12 +138,12 @@ type Worker struct {
 	skip     chan struct{}
 	skipOnce sync.Once
 
-	received, accepted, rejected, duplicates, registered atomic.Int64
-	naked, deadLettered, abandoned, settleErrors         atomic.Int64
-	inFlightMsgs                                         atomic.Int64
-	out                                                  *outage
-	firstAt, lastAt                                      atomic.Int64 // unix nanos of the first receive and the last settle
-	freed                                                chan struct{}
+	received, accepted, rejected, duplicates, registered  atomic.Int64
+	naked, deadLettered, dropped, abandoned, settleErrors atomic.Int64
+	inFlightMsgs                                          atomic.Int64
+	out                                                   *outage
+	firstAt, lastAt                                       atomic.Int64 // unix nanos of the first receive and the last settle
+	freed                                                 chan struct{}
 
 	groupSlots chan struct{} // one per group transaction in flight
 	slots      chan struct{} // one per single-order transaction in flight
@@ -179,7 +183,7 @@ func (w *Worker) Stats() Summary {
 	s := Summary{
 		Received: w.received.Load(), Accepted: w.accepted.Load(), Rejected: w.rejected.Load(),
 		Duplicates: w.duplicates.Load(), Registered: w.registered.Load(), Naked: w.naked.Load(),
-		DeadLettered: w.deadLettered.Load(), Abandoned: w.abandoned.Load(), SettleErrors: w.settleErrors.Load(),
+		DeadLettered: w.deadLettered.Load(), Dropped: w.dropped.Load(), Abandoned: w.abandoned.Load(), SettleErrors: w.settleErrors.Load(),
 		InFlight: w.inFlightMsgs.Load(),
 	}
 	var on bool
@@ -674,6 +678,10 @@ func (w *Worker) deadLetter(d Delivery, reason string) {
 	ctx, cancel := w.settleCtx()
 	defer cancel()
 	if err := d.DeadLetter(ctx, reason); err != nil {
+		if errors.Is(err, ErrDeadLetterRefused) {
+			w.drop(ctx, d, reason, err)
+			return
+		}
 		w.settleErrors.Add(1)
 		w.log.Warn("worker: dead-letter", "err", err, "reason", reason)
 		return
@@ -681,6 +689,21 @@ func (w *Worker) deadLetter(d Delivery, reason string) {
 	w.deadLettered.Add(1)
 	w.lastAt.Store(time.Now().UnixNano())
 	w.log.Info("worker: dead-lettered", "subject", d.Subject(), "reason", reason)
+}
+
+// drop settles d, whose dead-letter copy the broker refused for good (cause),
+// so that it is never redelivered: a message that can be neither placed nor
+// dead-lettered would otherwise come back every ack wait for ever.
+func (w *Worker) drop(ctx context.Context, d Delivery, reason string, cause error) {
+	if err := d.Drop(ctx, reason); err != nil {
+		w.settleErrors.Add(1)
+		w.log.Warn("worker: drop a message whose dead-letter copy was refused", "err", err, "reason", reason, "refused", cause)
+		return
+	}
+	w.dropped.Add(1)
+	w.lastAt.Store(time.Now().UnixNano())
+	w.log.Error("worker: dropped a message: the broker refused its dead-letter copy", "subject", d.Subject(),
+		"bytes", len(d.Data()), "reason", reason, "refused", cause)
 }
 
 func (w *Worker) ack(d Delivery) bool {
