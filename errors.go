@@ -16,6 +16,9 @@ var (
 	// ErrNoReadPool is returned by a read whose repository's policy forbids
 	// the primary when no read pool is usable.
 	ErrNoReadPool = errors.New("poolset: no read pool usable")
+	// ErrInterruptUnsupported is returned by Pool.Interrupt on a pool whose
+	// config has no Interrupt.
+	ErrInterruptUnsupported = errors.New("poolset: pool cannot interrupt statements")
 )
 
 // AcquireTimeoutError reports that a connection could not be had within a

@@ -95,6 +95,11 @@ func (h *Handle) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 // failed.
 func (h *Handle) PingContext(ctx context.Context) error { return h.set.primary.Ping(ctx) }
 
+// Interrupt ends the statements running now on the primary pool's
+// connections, this handle's and every other repository's, without closing
+// the connections (see Pool.Interrupt).
+func (h *Handle) Interrupt(ctx context.Context) (int, error) { return h.set.primary.Interrupt(ctx) }
+
 // Read returns the handle's view for reads that may be stale: they go to a
 // read pool when one is usable, else to the primary or fail, as the
 // handle's ReadPolicy says.

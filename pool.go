@@ -106,6 +106,14 @@ type PoolConfig struct {
 	// CloseWait is how long Close waits for borrowed connections before it
 	// reports them and closes them itself. Default: 2 s.
 	CloseWait time.Duration
+	// Interrupt, when set, ends the statements running now on the pool's
+	// connections without closing the connections, and returns how many it
+	// ended (MySQL: KILL QUERY from a connection of its own). A shutdown
+	// that cannot wait for its statements uses it instead of cancelling
+	// their contexts, which makes most drivers cut the connection (the
+	// server then counts an aborted client). Default: none (Pool.Interrupt
+	// returns ErrInterruptUnsupported).
+	Interrupt func(ctx context.Context) (int, error)
 }
 
 func (c *PoolConfig) setDefaults(name string) {
@@ -198,12 +206,22 @@ func (p *Pool) pingTimeout() time.Duration {
 // ping checks that the pool can reach its server, on one of its
 // connections, within the pool's AcquireTimeout.
 func (p *Pool) ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, p.pingTimeout())
+	pctx, cancel := context.WithTimeout(ctx, p.pingTimeout())
 	defer cancel()
-	if err := p.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("poolset: pool %s (%s %s): %w", p.cfg.Name, p.cfg.Kind, p.cfg.Address, err)
+	if err := p.db.PingContext(pctx); err != nil {
+		return p.pingError(ctx, pctx, err)
 	}
 	return nil
+}
+
+// pingError names the pool in err, and says that the server did not answer
+// in time when the ping's own timeout (pctx's, not the caller's) ended it.
+func (p *Pool) pingError(ctx, pctx context.Context, err error) error {
+	if pctx.Err() != nil && ctx.Err() == nil {
+		return fmt.Errorf("poolset: pool %s (%s %s): the server did not answer within %s: %w",
+			p.cfg.Name, p.cfg.Kind, p.cfg.Address, p.pingTimeout(), err)
+	}
+	return fmt.Errorf("poolset: pool %s (%s %s): %w", p.cfg.Name, p.cfg.Kind, p.cfg.Address, err)
 }
 
 // Ping checks that the pool's server answers, on a new connection of its
@@ -212,23 +230,45 @@ func (p *Pool) ping(ctx context.Context) error {
 // down. It blocks until the server answers, the pool's AcquireTimeout
 // passes, or ctx is done. It is safe for concurrent use.
 func (p *Pool) Ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, p.pingTimeout())
+	pctx, cancel := context.WithTimeout(ctx, p.pingTimeout())
 	defer cancel()
 	err := func() error {
-		c, err := p.cfg.Connector.Connect(ctx)
+		c, err := p.cfg.Connector.Connect(pctx)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
 		if pc, ok := c.(driver.Pinger); ok {
-			return pc.Ping(ctx)
+			return pc.Ping(pctx)
 		}
 		return nil
 	}()
 	if err != nil {
-		return fmt.Errorf("poolset: pool %s (%s %s): %w", p.cfg.Name, p.cfg.Kind, p.cfg.Address, err)
+		return p.pingError(ctx, pctx, err)
 	}
 	return nil
+}
+
+// Interrupt ends the statements running now on the pool's connections,
+// whichever repository runs them, without closing the connections: each
+// fails with the server's "interrupted" error, its transaction can be
+// rolled back, and its connection goes back to the pool intact. It returns
+// how many statements it ended, and ErrInterruptUnsupported when the pool's
+// config has no Interrupt (then only cancelling the statements' contexts
+// ends them). It blocks until the server has taken the requests or ctx is
+// done, and is safe for concurrent use.
+func (p *Pool) Interrupt(ctx context.Context) (int, error) {
+	if p.cfg.Interrupt == nil {
+		return 0, ErrInterruptUnsupported
+	}
+	if p.closed.Load() {
+		return 0, ErrPoolClosed
+	}
+	n, err := p.cfg.Interrupt(ctx)
+	if err != nil {
+		return n, fmt.Errorf("poolset: interrupt statements on pool %s (%s %s): %w", p.cfg.Name, p.cfg.Kind, p.cfg.Address, err)
+	}
+	return n, nil
 }
 
 // Name returns the pool's name, such as "primary".

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -27,9 +28,12 @@ import (
 // Lag together from one NewReplicaCheck: a Lag left from another check
 // reports nothing. Otherwise it gets Position, for read-your-writes.
 //
-// Unless dsn says otherwise it sets parseTime=true and
+// Unless dsn says otherwise it sets parseTime=true,
 // interpolateParams=true (statements with arguments take one round trip
-// instead of three). Pool sizes and timeouts are poolset's defaults; edit
+// instead of three), timeout=5s (DefaultDialTimeout), readTimeout=5m
+// (DefaultReadTimeout) and writeTimeout=30s (DefaultWriteTimeout). The
+// pool gets Interrupt (KILL QUERY on its own connections) unless the DSN
+// dials through a network of its own. Pool sizes and timeouts are poolset's defaults; edit
 // the returned config to change them. The error, if any, never contains the
 // password.
 func PoolConfig(dsn string, readOnly bool) (poolset.PoolConfig, error) {
@@ -44,6 +48,16 @@ func PoolConfig(dsn string, readOnly bool) (poolset.PoolConfig, error) {
 	if !q["interpolateParams"] {
 		cfg.InterpolateParams = true
 	}
+	if !q["timeout"] {
+		cfg.Timeout = DefaultDialTimeout
+	}
+	if !q["readTimeout"] {
+		cfg.ReadTimeout = DefaultReadTimeout
+	}
+	if !q["writeTimeout"] {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	threads := trackThreads(cfg)
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return poolset.PoolConfig{}, fmt.Errorf("mysql: invalid DSN %s: %w", Redact(dsn), err)
@@ -59,6 +73,9 @@ func PoolConfig(dsn string, readOnly bool) (poolset.PoolConfig, error) {
 		ReadOnly:    readOnly,
 		IsConnError: IsConnError,
 	}
+	if threads != nil {
+		pc.Interrupt = func(ctx context.Context) (int, error) { return threads.interrupt(ctx, conn) }
+	}
 	if readOnly {
 		c := NewReplicaCheck(DefaultMaxLag)
 		pc.Health, pc.Lag, pc.WaitPosition = c.Health, c.Lag, WaitPosition
@@ -67,6 +84,26 @@ func PoolConfig(dsn string, readOnly bool) (poolset.PoolConfig, error) {
 	}
 	return pc, nil
 }
+
+// Timeouts PoolConfig puts in a DSN that sets none; each is overridden by
+// the DSN's own timeout, readTimeout or writeTimeout parameter.
+const (
+	// DefaultDialTimeout bounds opening the TCP connection. The driver has
+	// none by default, so a server that drops SYNs held a start for
+	// minutes. The handshake after it is bounded by the caller's ctx
+	// (poolset's Open and Ping bound theirs).
+	DefaultDialTimeout = 5 * time.Second
+	// DefaultReadTimeout bounds each wait for the server's answer: longer
+	// than any statement should run (a row lock waits 50 s by MariaDB's
+	// default innodb_lock_wait_timeout), since the driver closes the
+	// connection when it passes. It only frees connections stuck on a
+	// server that never answers; a hung server is noticed much sooner by
+	// pinging it on a connection of its own, as the shop worker does.
+	DefaultReadTimeout = 5 * time.Minute
+	// DefaultWriteTimeout bounds each write to the server: a server that
+	// does not read for that long is hung.
+	DefaultWriteTimeout = 30 * time.Second
+)
 
 // paramsOf reports which query parameters dsn sets explicitly.
 func paramsOf(dsn string) map[string]bool {
@@ -329,20 +366,36 @@ func rowMaps(rows *sql.Rows) ([]map[string]string, error) {
 }
 
 // CreateDatabase creates database name on the server at dsn if it does not
-// exist. dsn's own database is not used.
+// exist. dsn's own database is not used. Connecting is bounded by
+// DefaultDialTimeout (or ctx, if sooner), handshake included.
 func CreateDatabase(ctx context.Context, dsn, name string) error {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return fmt.Errorf("mysql: invalid DSN %s: %w", Redact(dsn), err)
 	}
 	cfg.DBName = ""
+	if !paramsOf(dsn)["timeout"] {
+		cfg.Timeout = DefaultDialTimeout
+	}
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return fmt.Errorf("mysql: invalid DSN %s: %w", Redact(dsn), err)
 	}
 	db := sql.OpenDB(conn)
 	defer db.Close()
-	if _, err := db.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+strings.ReplaceAll(name, "`", "``")+"`"); err != nil {
+	// A server that accepts the TCP connection but never answers (a
+	// stopped process) would hold the handshake for ever: bound it.
+	cctx, cancel := context.WithTimeout(ctx, DefaultDialTimeout)
+	c, err := db.Conn(cctx)
+	cancel()
+	if err != nil {
+		if cctx.Err() != nil && ctx.Err() == nil {
+			return fmt.Errorf("mysql: create database %s on %s: the server did not answer within %s", name, Redact(dsn), DefaultDialTimeout)
+		}
+		return fmt.Errorf("mysql: create database %s on %s: %w", name, Redact(dsn), err)
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+strings.ReplaceAll(name, "`", "``")+"`"); err != nil {
 		return fmt.Errorf("mysql: create database %s on %s: %w", name, Redact(dsn), err)
 	}
 	return nil

@@ -119,6 +119,7 @@ func (i *Instance) Stop() error {
 		}
 		return fmt.Errorf("poolsettest: stop %s: %w", i.Name, err)
 	}
+	_ = p.cmd.Process.Signal(syscall.SIGCONT) // a paused server takes the SIGTERM only once continued
 	select {
 	case <-p.done:
 		return nil
@@ -143,6 +144,28 @@ func (i *Instance) Kill() error {
 		return fmt.Errorf("poolsettest: kill %s: %w", i.Name, err)
 	}
 	<-p.done
+	return nil
+}
+
+// Pause stops mariadbd with SIGSTOP, as a hung server: the kernel still
+// accepts TCP connections to its port, but nothing answers on them until
+// Resume. It returns an error when the instance is not running. Stop and
+// Kill end a paused instance too.
+func (i *Instance) Pause() error { return i.signal(syscall.SIGSTOP, "pause") }
+
+// Resume continues a mariadbd stopped by Pause with SIGCONT.
+func (i *Instance) Resume() error { return i.signal(syscall.SIGCONT, "resume") }
+
+func (i *Instance) signal(sig syscall.Signal, op string) error {
+	i.life.Lock()
+	defer i.life.Unlock()
+	p := i.current()
+	if p == nil || p.exited() {
+		return fmt.Errorf("poolsettest: %s %s: not running", op, i.Name)
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("poolsettest: %s %s: %w", op, i.Name, err)
+	}
 	return nil
 }
 

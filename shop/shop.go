@@ -165,6 +165,11 @@ func New(set *poolset.Set, d Dialect, cache ProductCache) *Shop {
 // blocks at most the primary pool's AcquireTimeout, or until ctx is done.
 func (s *Shop) Ping(ctx context.Context) error { return s.Orders.h.PingContext(ctx) }
 
+// Interrupt ends the statements running now on the primary pool without
+// closing their connections (see poolset.Pool.Interrupt), and returns how
+// many it ended: each fails, and its transaction rolls back.
+func (s *Shop) Interrupt(ctx context.Context) (int, error) { return s.Orders.h.Interrupt(ctx) }
+
 // Compose builds the repositories on the given handles, which may come
 // from different sets (as the sharing benchmark does to compare one pool
 // per repository with one shared pool). cache may be nil.

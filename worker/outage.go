@@ -28,14 +28,11 @@ const (
 
 // outage tracks whether the database answers. While it does not, a prober
 // goroutine pings it until it answers or the context the outage began with
-// is done, and an extender goroutine runs extend at once and then every
-// extendEvery(), while that is positive. Its methods are safe for
-// concurrent use.
+// is done. The worker's keeper goes on extending the held messages
+// meanwhile. Its methods are safe for concurrent use.
 type outage struct {
-	ping        func(context.Context) error
-	extend      func()
-	extendEvery func() time.Duration
-	log         *slog.Logger
+	ping func(context.Context) error
+	log  *slog.Logger
 
 	pingMu sync.Mutex // one ping after a failure at a time: each is a connection beyond the pool
 
@@ -95,7 +92,6 @@ func (o *outage) down(ctx context.Context, err error, epoch int64) bool {
 			"err", err, "ping", perr)
 		up := o.up
 		o.wg.Go(func() { o.probe(ctx, up) })
-		o.wg.Go(func() { o.keep(ctx, up) })
 	}
 	return o.up != nil
 }
@@ -119,29 +115,6 @@ func (o *outage) probe(ctx context.Context, up chan struct{}) {
 			return
 		}
 		pause = min(2*pause, probeMaxPause)
-	}
-}
-
-// minExtendEvery bounds how often keep extends the held messages.
-const minExtendEvery = 100 * time.Millisecond
-
-// keep extends the held messages at once and then every extendEvery (at
-// least every minExtendEvery) until the outage ends or ctx is done.
-func (o *outage) keep(ctx context.Context, up chan struct{}) {
-	for {
-		every := o.extendEvery()
-		if every <= 0 {
-			return
-		}
-		every = max(every, minExtendEvery)
-		o.extend()
-		select {
-		case <-ctx.Done():
-			return
-		case <-up:
-			return
-		case <-time.After(every):
-		}
 	}
 }
 
@@ -197,8 +170,8 @@ func (o *outage) stats() (int64, time.Duration, bool) {
 	return o.count, total, o.up != nil
 }
 
-// stop waits for the prober and the extender, which end with the outage or
-// once the context it began with is done. No outage begins after stop.
+// stop waits for the prober, which ends with the outage or once the
+// context it began with is done. No outage begins after stop.
 func (o *outage) stop() {
 	o.mu.Lock()
 	o.done = true

@@ -14,9 +14,8 @@ import (
 
 // fakeDB answers pings while up is true.
 type fakeDB struct {
-	up      atomic.Bool
-	pings   atomic.Int64
-	extends atomic.Int64
+	up    atomic.Bool
+	pings atomic.Int64
 }
 
 func (f *fakeDB) ping(context.Context) error {
@@ -27,13 +26,8 @@ func (f *fakeDB) ping(context.Context) error {
 	return errors.New("connection refused")
 }
 
-func newTestOutage(f *fakeDB, every time.Duration) *outage {
-	return &outage{
-		ping:        f.ping,
-		extend:      func() { f.extends.Add(1) },
-		extendEvery: func() time.Duration { return every },
-		log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
+func newTestOutage(f *fakeDB) *outage {
+	return &outage{ping: f.ping, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
 
 func TestOutage(t *testing.T) {
@@ -43,7 +37,7 @@ func TestOutage(t *testing.T) {
 	t.Run("a failure on a live database is not an outage", func(t *testing.T) {
 		f := &fakeDB{}
 		f.up.Store(true)
-		o := newTestOutage(f, time.Hour)
+		o := newTestOutage(f)
 		if o.down(t.Context(), errStmt, o.epoch()) {
 			t.Error("down: got true; want false (the ping answered)")
 		}
@@ -55,7 +49,7 @@ func TestOutage(t *testing.T) {
 
 	t.Run("an outage holds until the database answers", func(t *testing.T) {
 		f := &fakeDB{}
-		o := newTestOutage(f, 10*time.Millisecond)
+		o := newTestOutage(f)
 		epoch := o.epoch()
 		if !o.down(t.Context(), errStmt, epoch) {
 			t.Fatal("down: got false; want true (the ping failed)")
@@ -67,7 +61,7 @@ func TestOutage(t *testing.T) {
 		}
 		waited := make(chan error, 1)
 		go func() { waited <- o.wait(context.Background()) }()
-		for f.extends.Load() < 3 {
+		for f.pings.Load() < pings+3 { // the prober pings on
 			time.Sleep(5 * time.Millisecond)
 		}
 		select {
@@ -79,7 +73,7 @@ func TestOutage(t *testing.T) {
 		if err := <-waited; err != nil {
 			t.Errorf("wait: got %v; want nil", err)
 		}
-		o.stop() // the prober and the extender have ended: goleak checks
+		o.stop() // the prober has ended: goleak checks
 		n, took, on := o.stats()
 		if n != 1 || on || took <= 0 {
 			t.Errorf("stats: got %d outages, %v, on %v; want 1, >0, false", n, took, on)
@@ -96,7 +90,7 @@ func TestOutage(t *testing.T) {
 
 	t.Run("shutdown ends the outage and no other begins", func(t *testing.T) {
 		f := &fakeDB{}
-		o := newTestOutage(f, 0)
+		o := newTestOutage(f)
 		ctx, cancel := context.WithCancel(context.Background())
 		if !o.down(ctx, errStmt, o.epoch()) {
 			t.Fatal("down: got false; want true")
@@ -111,9 +105,6 @@ func TestOutage(t *testing.T) {
 		}
 		if o.down(context.Background(), errStmt, o.epoch()) {
 			t.Error("down after stop: got true; want false")
-		}
-		if f.extends.Load() != 0 {
-			t.Errorf("extends: got %d; want 0 (nothing to extend)", f.extends.Load())
 		}
 	})
 }

@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/poolset/poolset"
 	"github.com/poolset/poolset/shop"
 )
 
@@ -54,6 +55,16 @@ type Config struct {
 	RetryDelay time.Duration
 	// SettleTimeout bounds each ack, nak or dead-lettering. Default: 5 s.
 	SettleTimeout time.Duration
+	// StallAfter is how long messages may be in flight with none settled
+	// before the worker pings the database on a connection of its own, to
+	// tell a hung server (the ping does not answer: an outage) from slow
+	// statements (it does: nothing changes). Default: 1 s.
+	StallAfter time.Duration
+	// BusyPause is the pause before an operation that met the pool's
+	// acquire timeout on a live database runs again. Such an operation
+	// spends no delivery: a busy pool is not the message's fault.
+	// Default: 100 ms.
+	BusyPause time.Duration
 	// Logger receives the worker's logs. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -82,6 +93,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.SettleTimeout <= 0 {
 		c.SettleTimeout = 5 * time.Second
+	}
+	if c.StallAfter <= 0 {
+		c.StallAfter = time.Second
+	}
+	if c.BusyPause <= 0 {
+		c.BusyPause = 100 * time.Millisecond
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -113,6 +130,16 @@ type Summary struct {
 	Held       int64         `json:"held"`
 	Outages    int64         `json:"outages"`
 	OutageTime time.Duration `json:"outage_ns"`
+	// BusyRetries counts operations run again, without a nak, after they
+	// met the pool's acquire timeout on a live database; Extended counts
+	// the extensions of pending messages' settle deadlines; StallPings
+	// counts the pings sent because nothing was settled for StallAfter;
+	// Interrupted counts the statements ended by the pool's Interrupt when
+	// the drain was cut short.
+	BusyRetries int64 `json:"busy_retries"`
+	Extended    int64 `json:"extended"`
+	StallPings  int64 `json:"stall_pings"`
+	Interrupted int64 `json:"interrupted"`
 	// Busy is the time from the first message received to the last one
 	// settled; Rate is Acked over it, in messages a second.
 	Busy time.Duration `json:"busy_ns"`
@@ -141,9 +168,13 @@ type Worker struct {
 	received, accepted, rejected, duplicates, registered  atomic.Int64
 	naked, deadLettered, dropped, abandoned, settleErrors atomic.Int64
 	inFlightMsgs                                          atomic.Int64
+	busyRetries, extended, stallPings, interrupted        atomic.Int64
 	out                                                   *outage
-	firstAt, lastAt                                       atomic.Int64 // unix nanos of the first receive and the last settle
+	firstAt, lastAt                                       atomic.Int64 // unix nanos of the first receive and the last ack or dead-lettering
+	progressAt                                            atomic.Int64 // unix nanos of the last settle of any kind, or of Run's start
+	cut                                                   atomic.Bool  // the drain was cut short: no statement begins
 	freed                                                 chan struct{}
+	settleLog                                             *burstLog
 
 	groupSlots chan struct{} // one per group transaction in flight
 	slots      chan struct{} // one per single-order transaction in flight
@@ -153,7 +184,7 @@ type Worker struct {
 	latNext   int
 
 	pendMu  sync.Mutex
-	pending map[Delivery]struct{} // taken and not yet settled: what an outage holds
+	pending map[Delivery]time.Time // taken and not yet settled, with when it was taken
 }
 
 // New returns a worker that places s's orders from src.
@@ -161,8 +192,8 @@ func New(s *shop.Shop, src Source, cfg Config) *Worker {
 	cfg.setDefaults()
 	w := &Worker{shop: s, src: src, cfg: cfg, log: cfg.Logger, skip: make(chan struct{}), freed: make(chan struct{}, 1),
 		groupSlots: make(chan struct{}, cfg.GroupConcurrency), slots: make(chan struct{}, cfg.Concurrency),
-		pending: make(map[Delivery]struct{})}
-	w.out = &outage{ping: s.Ping, extend: w.extendPending, extendEvery: w.extendEvery, log: cfg.Logger}
+		pending: make(map[Delivery]time.Time), settleLog: newBurstLog(cfg.Logger)}
+	w.out = &outage{ping: s.Ping, log: cfg.Logger}
 	return w
 }
 
@@ -184,7 +215,8 @@ func (w *Worker) Stats() Summary {
 		Received: w.received.Load(), Accepted: w.accepted.Load(), Rejected: w.rejected.Load(),
 		Duplicates: w.duplicates.Load(), Registered: w.registered.Load(), Naked: w.naked.Load(),
 		DeadLettered: w.deadLettered.Load(), Dropped: w.dropped.Load(), Abandoned: w.abandoned.Load(), SettleErrors: w.settleErrors.Load(),
-		InFlight: w.inFlightMsgs.Load(),
+		InFlight: w.inFlightMsgs.Load(), BusyRetries: w.busyRetries.Load(), Extended: w.extended.Load(),
+		StallPings: w.stallPings.Load(), Interrupted: w.interrupted.Load(),
 	}
 	var on bool
 	s.Outages, s.OutageTime, on = w.out.stats()
@@ -210,9 +242,21 @@ func (w *Worker) Stats() Summary {
 // the source or anything else: the caller's release does.
 func (w *Worker) Run(ctx context.Context) Summary {
 	w.ready.Store(true)
-	// Work in flight runs on proc, which only the drain deadline cancels.
+	w.progressAt.Store(time.Now().UnixNano())
+	// Work in flight runs on proc, which only the drain deadline cancels,
+	// and only after Interrupt could not end its statements.
 	proc, cancelProc := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelProc()
+	// The keeper and the watchdog run until Run returns.
+	stopKeep := make(chan struct{})
+	var keepers sync.WaitGroup
+	keepers.Go(func() { w.keep(stopKeep) })
+	keepers.Go(func() { w.watch(proc, stopKeep) })
+	defer func() {
+		close(stopKeep)
+		keepers.Wait()
+		w.settleLog.flush()
+	}()
 	var wg sync.WaitGroup
 	w.intake(ctx, proc, &wg)
 	w.ready.Store(false)
@@ -236,6 +280,16 @@ func (w *Worker) Run(ctx context.Context) Summary {
 	case <-w.skip:
 		drained = false
 		w.log.Warn("worker: drain skipped; handing back what is unfinished", "in_flight", w.inFlightMsgs.Load())
+	}
+	if !drained {
+		// No statement begins from here; those running are interrupted on
+		// the server, so that each fails, rolls back and gives its
+		// connection back intact. Cancelling their contexts would make
+		// the driver cut the connections (aborted clients on the server):
+		// that is the last resort, for a database that does not answer or
+		// a pool that cannot interrupt.
+		w.cut.Store(true)
+		w.interrupt(done)
 	}
 	cancelProc()
 	// In-flight work now fails at once and is handed back within a settle
@@ -432,7 +486,7 @@ func (w *Worker) place(proc context.Context, group []orderMsg) {
 		}
 		// PlaceOrders runs the group again after a deadlock; a group that
 		// still fails, other than in an outage, goes one by one below.
-		for proc.Err() == nil {
+		for proc.Err() == nil && !w.cut.Load() {
 			epoch := w.out.epoch()
 			placed, err := w.shop.PlaceOrders(proc, orders)
 			if err == nil {
@@ -454,7 +508,7 @@ func (w *Worker) place(proc context.Context, group []orderMsg) {
 		var p shop.Placed
 		var err error
 		for {
-			if proc.Err() != nil {
+			if proc.Err() != nil || w.cut.Load() {
 				w.handBack(deliveries(group[i:]))
 				return
 			}
@@ -491,7 +545,7 @@ func (w *Worker) settleGroup(group []orderMsg, placed []shop.Placed) {
 	defer cancel()
 	if err := ba.AckBatch(ctx, ds); err != nil {
 		w.settleErrors.Add(int64(len(ds)))
-		w.log.Warn("worker: ack batch; its messages will come again and count as duplicates", "err", err)
+		w.settleLog.add("ack", len(ds), err)
 		return
 	}
 	for _, p := range placed {
@@ -510,6 +564,7 @@ func (w *Worker) handBack(ds []Delivery) {
 		w.abandoned.Add(1)
 		if err := d.Nak(ctx, 0); err != nil {
 			w.settleErrors.Add(1)
+			w.settleLog.add("hand back", 1, err)
 		}
 	}
 }
@@ -528,79 +583,65 @@ func deliveries(msgs []orderMsg) []Delivery {
 // It returns false, false at once when the database answers (err was the
 // statement's), and true, false when wait or proc ended first. Its
 // messages stay pending meanwhile, extended by the outage's extender.
+//
+// An operation that met the pool's acquire timeout on a live database is
+// run again too (again, not down) after BusyPause, spending no delivery:
+// the pool was busy, the message is not at fault, and the keeper keeps it
+// meanwhile. Once the drain is cut short nothing runs again.
 func (w *Worker) hold(proc, wait context.Context, err error, epoch int64) (again, down bool) {
-	if !w.out.down(proc, err, epoch) {
+	if w.cut.Load() {
 		return false, false
 	}
-	return w.out.wait(wait) == nil, true
+	if w.out.down(proc, err, epoch) {
+		return w.out.wait(wait) == nil && !w.cut.Load(), true
+	}
+	if !errors.Is(err, poolset.ErrAcquireTimeout) {
+		return false, false
+	}
+	w.busyRetries.Add(1)
+	select {
+	case <-wait.Done():
+		return false, false
+	case <-time.After(w.cfg.BusyPause):
+	}
+	return !w.cut.Load(), false
 }
 
-// track records ds as taken and not yet settled.
-func (w *Worker) track(ds ...Delivery) {
-	w.pendMu.Lock()
-	defer w.pendMu.Unlock()
-	for _, d := range ds {
-		w.pending[d] = struct{}{}
+// interrupt ends, with the primary pool's Interrupt, the statements that
+// in-flight work runs, again every interruptEvery (a statement may begin
+// between two rounds), until done is closed or a settle timeout passes. It
+// returns at once when the database is down (it would not answer) or the
+// pool cannot interrupt.
+func (w *Worker) interrupt(done <-chan struct{}) {
+	if w.out.current() != nil {
+		return
+	}
+	give := time.NewTimer(w.cfg.SettleTimeout)
+	defer give.Stop()
+	for {
+		ctx, cancel := w.settleCtx()
+		n, err := w.shop.Interrupt(ctx)
+		cancel()
+		w.interrupted.Add(int64(n))
+		if errors.Is(err, poolset.ErrInterruptUnsupported) {
+			return
+		}
+		if err != nil {
+			w.log.Warn("worker: interrupt statements", "err", err)
+		}
+		select {
+		case <-done:
+			return
+		case <-give.C:
+			w.log.Warn("worker: in-flight statements did not end after interrupting them; cancelling them", "in_flight", w.inFlightMsgs.Load())
+			return
+		case <-time.After(interruptEvery):
+		}
 	}
 }
 
-// untrack records ds as settled, or given up.
-func (w *Worker) untrack(ds ...Delivery) {
-	w.pendMu.Lock()
-	defer w.pendMu.Unlock()
-	for _, d := range ds {
-		delete(w.pending, d)
-	}
-}
-
-// extendEvery returns how often the pending deliveries need extending: the
-// shortest ExtendEvery among them, 0 when none has a deadline.
-func (w *Worker) extendEvery() time.Duration {
-	w.pendMu.Lock()
-	defer w.pendMu.Unlock()
-	var every time.Duration
-	for d := range w.pending {
-		if e, ok := d.(Extender); ok {
-			if x := e.ExtendEvery(); x > 0 && (every == 0 || x < every) {
-				every = x
-			}
-		}
-	}
-	return every
-}
-
-// extendPending resets the broker's settle deadline of every pending
-// delivery that has one: in one round trip when the source is a
-// BatchExtender.
-func (w *Worker) extendPending() {
-	w.pendMu.Lock()
-	var ds []Delivery
-	for d := range w.pending {
-		if _, ok := d.(Extender); ok {
-			ds = append(ds, d)
-		}
-	}
-	w.pendMu.Unlock()
-	ctx, cancel := w.settleCtx()
-	defer cancel()
-	var errs []error
-	if be, ok := w.src.(BatchExtender); ok {
-		if err := be.ExtendBatch(ctx, ds); err != nil {
-			errs = append(errs, err)
-		}
-	} else {
-		for _, d := range ds {
-			if err := d.(Extender).Extend(ctx); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	if len(errs) > 0 {
-		// Some may have been settled meanwhile; the others come again and
-		// count as duplicates.
-		w.log.Warn("worker: extend held messages", "messages", len(ds), "errors", len(errs), "err", errs[len(errs)-1])
-	}
-}
+// interruptEvery is how often interrupt asks again.
+const interruptEvery = 100 * time.Millisecond
 
 func (w *Worker) settlePlaced(d Delivery, p shop.Placed) {
 	if w.ack(d) {
@@ -652,11 +693,11 @@ func (w *Worker) fail(proc context.Context, d Delivery, err error) {
 	ctx, cancel := w.settleCtx()
 	defer cancel()
 	switch {
-	case proc.Err() != nil:
+	case proc.Err() != nil || w.cut.Load():
 		w.abandoned.Add(1)
 		if nerr := d.Nak(ctx, 0); nerr != nil {
 			w.settleErrors.Add(1)
-			w.log.Warn("worker: hand back", "err", nerr)
+			w.settleLog.add("hand back", 1, nerr)
 		}
 	case d.Delivered() >= w.cfg.MaxDeliver:
 		w.deadLetter(d, fmt.Sprintf("failed %d deliveries; last error: %v", d.Delivered(), err))
@@ -666,7 +707,7 @@ func (w *Worker) fail(proc context.Context, d Delivery, err error) {
 		w.log.Warn("worker: will retry", "delivery", d.Delivered(), "in", delay, "err", err)
 		if nerr := d.Nak(ctx, delay); nerr != nil {
 			w.settleErrors.Add(1)
-			w.log.Warn("worker: nak", "err", nerr)
+			w.settleLog.add("nak", 1, nerr)
 			return
 		}
 		w.naked.Add(1)
@@ -683,7 +724,7 @@ func (w *Worker) deadLetter(d Delivery, reason string) {
 			return
 		}
 		w.settleErrors.Add(1)
-		w.log.Warn("worker: dead-letter", "err", err, "reason", reason)
+		w.settleLog.add("dead-letter", 1, err)
 		return
 	}
 	w.deadLettered.Add(1)
@@ -712,7 +753,7 @@ func (w *Worker) ack(d Delivery) bool {
 	defer cancel()
 	if err := d.Ack(ctx); err != nil {
 		w.settleErrors.Add(1)
-		w.log.Warn("worker: ack; the message will come again and count as a duplicate", "err", err)
+		w.settleLog.add("ack", 1, err)
 		return false
 	}
 	return true

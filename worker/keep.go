@@ -1,0 +1,167 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// A message the worker has taken is its own until it settles it: the broker
+// must not hand it to another consumer meanwhile, however long it waits for
+// a slot, a pool connection, a row lock or a database that does not answer.
+// So the keeper extends every pending delivery that has a settle deadline
+// (NATS's AckWait) before the deadline passes, for as long as Run runs; and
+// the watchdog notices a database that hangs (a stopped server still
+// accepts TCP connections, so statements wait without failing) by pinging
+// it whenever nothing has been settled for a while.
+
+// minExtendEvery bounds how often the keeper extends pending deliveries.
+const minExtendEvery = 100 * time.Millisecond
+
+// track records ds as taken and not yet settled.
+func (w *Worker) track(ds ...Delivery) {
+	now := time.Now()
+	w.pendMu.Lock()
+	defer w.pendMu.Unlock()
+	for _, d := range ds {
+		w.pending[d] = now
+	}
+}
+
+// untrack records ds as settled, or given up: progress, for the watchdog.
+func (w *Worker) untrack(ds ...Delivery) {
+	w.progressAt.Store(time.Now().UnixNano())
+	w.pendMu.Lock()
+	defer w.pendMu.Unlock()
+	for _, d := range ds {
+		delete(w.pending, d)
+	}
+}
+
+// extendEvery returns how often the pending deliveries need extending: the
+// shortest ExtendEvery among them, 0 when none has a deadline.
+func (w *Worker) extendEvery() time.Duration {
+	w.pendMu.Lock()
+	defer w.pendMu.Unlock()
+	var every time.Duration
+	for d := range w.pending {
+		if e, ok := d.(Extender); ok {
+			if x := e.ExtendEvery(); x > 0 && (every == 0 || x < every) {
+				every = x
+			}
+		}
+	}
+	return every
+}
+
+// keep extends, every extendEvery (at least minExtendEvery apart), the
+// pending deliveries taken more than that long ago, until stop is closed.
+// A delivery taken at t is so extended by t + 2·every, within its deadline
+// when every is a third of it, as Extender.ExtendEvery promises.
+func (w *Worker) keep(stop <-chan struct{}) {
+	every := minExtendEvery
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(every):
+		}
+		x := w.extendEvery()
+		if x <= 0 { // nothing pending has a deadline
+			every = time.Second
+			continue
+		}
+		every = max(x, minExtendEvery)
+		w.extendPending(time.Now().Add(-every))
+	}
+}
+
+// extendPending resets the broker's settle deadline of every pending
+// delivery taken before takenBefore that has one: in one round trip when
+// the source is a BatchExtender.
+func (w *Worker) extendPending(takenBefore time.Time) {
+	w.pendMu.Lock()
+	var ds []Delivery
+	for d, at := range w.pending {
+		if _, ok := d.(Extender); ok && at.Before(takenBefore) {
+			ds = append(ds, d)
+		}
+	}
+	w.pendMu.Unlock()
+	if len(ds) == 0 {
+		return
+	}
+	ctx, cancel := w.settleCtx()
+	defer cancel()
+	var errs []error
+	if be, ok := w.src.(BatchExtender); ok {
+		if err := be.ExtendBatch(ctx, ds); err != nil {
+			errs = append(errs, err)
+		}
+	} else {
+		for _, d := range ds {
+			if err := d.(Extender).Extend(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	w.extended.Add(int64(len(ds) - len(errs)))
+	if len(errs) > 0 {
+		// Some may have been settled meanwhile; the others come again and
+		// count as duplicates.
+		w.settleLog.add("extend", len(errs), errors.Join(errs...))
+	}
+}
+
+// errStalled is the cause the watchdog gives for the ping it sends.
+var errStalled = errors.New("worker: nothing settled while messages wait")
+
+// stallCheck is how often the watchdog looks for a stall.
+const stallCheck = 250 * time.Millisecond
+
+// watch pings the database, on a connection outside the pool, whenever
+// messages are in flight and none has been settled for StallAfter (and
+// then at most every StallAfter), until stop is closed. A ping that fails
+// begins an outage (see outage.down): the messages are held, intake
+// pauses and /readyz fails, though no statement has failed, since on a hung
+// server none does. A ping that answers means the statements are slow (a
+// row lock, a busy pool), not the server hung: nothing changes.
+func (w *Worker) watch(proc context.Context, stop <-chan struct{}) {
+	t := time.NewTicker(stallCheck)
+	defer t.Stop()
+	var lastPing time.Time
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if w.inFlightMsgs.Load() == 0 || w.out.current() != nil || w.cut.Load() {
+			continue
+		}
+		now := time.Now()
+		quiet := now.Sub(time.Unix(0, w.progressAt.Load()))
+		if quiet < w.cfg.StallAfter || now.Sub(lastPing) < w.cfg.StallAfter || w.oldestPending() < w.cfg.StallAfter {
+			continue
+		}
+		lastPing = now
+		w.stallPings.Add(1)
+		w.out.down(proc, errStalled, w.out.epoch())
+	}
+}
+
+// oldestPending returns how long the oldest pending delivery has waited.
+func (w *Worker) oldestPending() time.Duration {
+	w.pendMu.Lock()
+	defer w.pendMu.Unlock()
+	var oldest time.Time
+	for _, at := range w.pending {
+		if oldest.IsZero() || at.Before(oldest) {
+			oldest = at
+		}
+	}
+	if oldest.IsZero() {
+		return 0
+	}
+	return time.Since(oldest)
+}
