@@ -95,6 +95,7 @@ func TestDeadLetterRefused(t *testing.T) {
 				}
 				waitPending(t, b, 0)
 				fetchNone(t, src, 2500*time.Millisecond)
+				waitStreamMsgs(t, url, opts.Stream, 0)
 				if dead, err := b.DeadLetters(ctx); err != nil || len(dead) != 0 {
 					t.Errorf("DeadLetters() = %d, %v; want none", len(dead), err)
 				}
