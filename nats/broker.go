@@ -29,6 +29,12 @@ const (
 // subject follows it.
 const deadLetterSubject = "shop.deadletter."
 
+// Defaults of Options.DeadMaxAge and Options.DeadMaxBytes.
+const (
+	DefaultDeadMaxAge   = 7 * 24 * time.Hour
+	DefaultDeadMaxBytes = 256 << 20
+)
+
 // ErrAlreadySettled is returned by a delivery's Ack, Nak or DeadLetter when
 // the delivery has already been settled successfully.
 var ErrAlreadySettled = errors.New("nats: already settled")
@@ -40,19 +46,50 @@ type Options struct {
 	// Embedded.URL for the in-process server. Required.
 	URL string
 	// Stream is the JetStream stream holding the worker's subjects
-	// shop.orders.placed and shop.users.registered, in file storage. Open
-	// creates it, or updates it to this configuration. Default: "SHOP".
+	// shop.orders.placed and shop.users.registered, in file storage, with
+	// work-queue retention: a message stays until the consumer acks (or
+	// terminates) it, then the server removes it. Open creates it, or
+	// updates it to this configuration.
+	//
+	// A stream of an older version has limits retention, which keeps
+	// every message for ever and cannot be changed in place. Open then
+	// migrates it when that loses nothing: it moves the stream's subjects
+	// aside for the moment (a publish meanwhile fails with no responders,
+	// after nats.go's retries, rather than being stored and lost), purges
+	// the messages the consumer has acked, and, if nothing is left and no
+	// other consumer reads the stream, deletes it and creates it anew
+	// (the consumer goes with it; Source creates it again). Otherwise it
+	// gives the stream its subjects back, keeps it with limits retention,
+	// and logs a warning with the count of messages not acked: a later
+	// Open migrates it once the worker has drained it, or the operator
+	// can delete it (nats stream rm). Versions before work-queue
+	// retention cannot open the new stream (retention cannot be changed):
+	// to go back to one, delete the stream once drained. Default: "SHOP".
 	Stream string
 	// DeadStream is the stream holding dead letters, subject
 	// shop.deadletter.>: a dead-lettered message is published to
 	// shop.deadletter.<original subject> with its reason in the
-	// Poolset-Reason header. Open creates or updates it. Default:
-	// "SHOP_DEAD".
+	// Poolset-Reason header. It keeps a dead letter DeadMaxAge, and at
+	// most DeadMaxBytes of them, dropping the oldest first. Open creates
+	// or updates it (lowering a limit drops the oldest dead letters over
+	// it at once). Default: "SHOP_DEAD".
 	DeadStream string
+	// DeadMaxAge is how long the dead stream keeps a dead letter. The
+	// server reserves nothing for it. Default: 7 days; negative: for
+	// ever.
+	DeadMaxAge time.Duration
+	// DeadMaxBytes bounds the dead stream's size: beyond it the oldest
+	// dead letters are dropped. The server reserves this much of its
+	// JetStream file store for the stream. Default: 256 MiB; negative:
+	// no bound.
+	DeadMaxBytes int64
 	// Consumer is the name of the durable pull consumer of Stream, created
 	// or updated by Broker.Source with explicit acks, no limit on
 	// redeliveries (the worker decides when to dead-letter) and the
-	// worker's two subjects as filter. Default: "poolset-worker".
+	// worker's two subjects as filter. Every worker shares this one
+	// consumer: the work-queue stream takes no second consumer of the
+	// same subjects, so a Source of another name on the same Stream fails.
+	// Default: "poolset-worker".
 	Consumer string
 	// AckWait is how long the server waits for a delivery to be settled
 	// before it redelivers it. Default: 30s.
@@ -88,6 +125,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Consumer == "" {
 		o.Consumer = "poolset-worker"
+	}
+	if o.DeadMaxAge == 0 {
+		o.DeadMaxAge = DefaultDeadMaxAge
+	}
+	if o.DeadMaxBytes == 0 {
+		o.DeadMaxBytes = DefaultDeadMaxBytes
 	}
 	if o.AckWait <= 0 {
 		o.AckWait = 30 * time.Second
@@ -183,24 +226,6 @@ func Open(ctx context.Context, opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("nats: open %s: %w", where, err)
 	}
 	return b, nil
-}
-
-func (b *Broker) ensureStreams(ctx context.Context) error {
-	streams := []jetstream.StreamConfig{{
-		Name:     b.opts.Stream,
-		Subjects: []string{b.subject(worker.SubjectOrderPlaced), b.subject(worker.SubjectUserRegistered)},
-		Storage:  jetstream.FileStorage,
-	}, {
-		Name:     b.opts.DeadStream,
-		Subjects: []string{b.subject(deadLetterSubject + ">")},
-		Storage:  jetstream.FileStorage,
-	}}
-	for _, cfg := range streams {
-		if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("stream %s: %w", cfg.Name, err)
-		}
-	}
-	return nil
 }
 
 // subject returns s with the subject prefix.

@@ -6,7 +6,12 @@
 // Open a Broker once and share it. The streams (by default SHOP holding
 // shop.orders.placed and shop.users.registered, and SHOP_DEAD holding
 // shop.deadletter.>) are created or updated by Open; the durable consumer by
-// [Broker.Source].
+// [Broker.Source]. SHOP has work-queue retention: the server removes a
+// message once it is acked or terminated (dead-lettered or dropped), so it
+// holds only what is not yet settled; Open migrates a SHOP of limits
+// retention, made by older versions, when that loses nothing (see
+// [Options].Stream). SHOP_DEAD keeps a dead letter 7 days, and 256 MiB of
+// them at most, oldest dropped first ([Options].DeadMaxAge, DeadMaxBytes).
 //
 // # Release order
 //

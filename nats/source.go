@@ -284,6 +284,14 @@ func (d *delivery) extend() error {
 // message ID is derived from the original's stream, sequence and time, so a
 // retried DeadLetter stores one copy within the dead stream's duplicate
 // window (2 minutes).
+//
+// The copy is the whole body or nothing: a truncated copy could not be
+// replayed. When the server refuses it for good, DeadLetter returns an
+// error wrapping worker.ErrDeadLetterRefused and leaves the delivery
+// unsettled, for Drop: when the copy with its headers is over the server's
+// max_payload (1 MiB by default; the original fits, its headers added
+// push it over), over the dead stream's MaxMsgSize, or the dead stream is
+// full and discards new messages (see IsRefused).
 func (d *delivery) DeadLetter(ctx context.Context, reason string) error {
 	return d.settle("dead letter", func() error {
 		reason := oneLine(reason)
@@ -296,6 +304,9 @@ func (d *delivery) DeadLetter(ctx context.Context, reason string) error {
 			opts = append(opts, jetstream.WithMsgID(fmt.Sprintf("%s-%d-%d", d.stream, d.seq, d.stored)))
 		}
 		if _, err := d.b.js.PublishMsg(ctx, m, opts...); err != nil {
+			if IsRefused(err) {
+				return fmt.Errorf("publish %d bytes to %s: %w: %w", len(m.Data), d.b.opts.DeadStream, worker.ErrDeadLetterRefused, err)
+			}
 			return fmt.Errorf("publish to %s: %w", d.b.opts.DeadStream, err)
 		}
 		if err := d.term(reason); err != nil {
@@ -304,6 +315,32 @@ func (d *delivery) DeadLetter(ctx context.Context, reason string) error {
 		return d.b.flush(ctx)
 	})
 }
+
+// IsRefused reports whether err, from a JetStream publish, is a refusal
+// that no retry can overcome: the message with its headers is over the
+// server's max_payload (nats.ErrMaxPayload, found by the client before
+// sending), over the stream's MaxMsgSize (JetStream error 10054), or the
+// stream refused to store it (error 10077: it is too large, or the stream
+// is at its MaxMsgs, MaxBytes or MaxMsgsPerSubject and discards new
+// messages; the server answers 10077 only for these). A timeout, a lost
+// connection or a missing stream is not a refusal.
+func IsRefused(err error) bool {
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeStreamMessageExceedsMaximum, jsErrCodeStreamStoreFailed:
+			return true
+		}
+	}
+	return false
+}
+
+// jsErrCodeStreamStoreFailed is the server's JSStreamStoreFailedF, which
+// jetstream does not name.
+const jsErrCodeStreamStoreFailed jetstream.ErrorCode = 10077
 
 // Drop terminates the message without a copy in the dead letter, so that
 // it is never redelivered, with reason where the server takes one (2.10.4

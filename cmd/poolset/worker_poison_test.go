@@ -120,3 +120,38 @@ func TestWorkerPoison(t *testing.T) {
 		})
 	}
 }
+
+// TestWorkerPoisonOversized: on NATS, an invalid message so near the
+// server's max_payload that its dead-letter copy, with the reason headers,
+// is over it is dropped (terminated, logged, counted) rather than
+// redelivered for ever, and the worker still goes idle and exits 0.
+func TestWorkerPoisonOversized(t *testing.T) {
+	b := setupBroker(t, "nats")
+	d := newShopDB(t, "poolset_t_wk_oversized")
+	seedShop(t, d)
+	conn := openTestBroker(t, b)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	// nats-server's default max_payload is 1 MiB; the body leaves room
+	// for the publish's own Nats-Msg-Id header only.
+	body := []byte(strings.Repeat("x", 1<<20-100))
+	msgs := []worker.Message{{Subject: worker.SubjectOrderPlaced, ID: "big", Data: body}}
+	if err := conn.Publisher().Publish(ctx, msgs); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+
+	w := startWorker(t, d, b, "--exit-when-idle", "2s")
+	s := wantCleanExit(t, "worker", w)
+	if got, want := [2]int64{s.Worker.Dropped, s.Worker.DeadLettered}, [2]int64{1, 0}; got != want {
+		t.Errorf("dropped, dead-lettered: got %d; want %d", got, want)
+	}
+	if !strings.Contains(w.stderr.String(), "dropped a message") {
+		t.Errorf("worker log: got no %q\n%s", "dropped a message", tail(w.stderr.String(), 20))
+	}
+	if n, err := conn.Pending(ctx); err != nil || n != 0 {
+		t.Errorf("pending: got %d, %v; want 0", n, err)
+	}
+	if dead, err := conn.DeadLetters(ctx); err != nil || len(dead) != 0 {
+		t.Errorf("dead letters: got %d, %v; want none", len(dead), err)
+	}
+}
