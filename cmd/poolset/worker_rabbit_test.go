@@ -11,6 +11,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/poolset/poolset/worker"
 )
 
 // TestWorkerSIGTERMGroupedRabbit: on RabbitMQ, a worker that places orders
@@ -105,4 +107,52 @@ func rabbitQueueLine(t *testing.T, amqpURL, queue string) string {
 		}
 	}
 	return "(no line for " + strconv.Quote(queue) + ")"
+}
+
+// TestWorkerDeadLetterRefusedRabbit: on RabbitMQ, a message the worker
+// dead-letters whose copy the broker refuses for good (the dead exchange
+// was deleted while the worker ran: 404 NOT_FOUND) is dropped: rejected,
+// logged with its reason and counted, never delivered again; the worker
+// reaches idle and exits 0 (issue 7, point 2). Before, it was handed back
+// and came again for ever.
+func TestWorkerDeadLetterRefusedRabbit(t *testing.T) {
+	b := setupBroker(t, "rabbitmq")
+	d := newShopDB(t, "poolset_t_wk_dl_refused")
+	seedShop(t, d)
+	conn := openTestBroker(t, b) // declares the topology: before the delete
+	addr := freeAddr(t)
+	w := startWorker(t, d, b, "--admin", addr, "--exit-when-idle", "3s")
+	waitReady(t, w, addr)
+
+	amqpConn, err := amqp.Dial(b.url)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer amqpConn.Close()
+	ch, err := amqpConn.Channel()
+	if err != nil {
+		t.Fatalf("channel: %v", err)
+	}
+	if err := ch.ExchangeDelete("shop.dead", false, false); err != nil {
+		t.Fatalf("delete the dead exchange: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	msg := worker.Message{Subject: worker.SubjectOrderPlaced, ID: "refused-1", Data: []byte(`{"id":`)}
+	if err := conn.Publisher().Publish(ctx, []worker.Message{msg}); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+
+	s := wantCleanExit(t, "worker", w)
+	if s.Worker.Received != 1 || s.Worker.Dropped != 1 || s.Worker.DeadLettered != 0 || s.Worker.SettleErrors != 0 {
+		t.Errorf("got received %d, dropped %d, dead-lettered %d, settle errors %d; want 1, 1, 0, 0",
+			s.Worker.Received, s.Worker.Dropped, s.Worker.DeadLettered, s.Worker.SettleErrors)
+	}
+	stderr := w.stderr.String()
+	if !strings.Contains(stderr, "dropped a message") || !strings.Contains(stderr, "malformed") || !strings.Contains(stderr, "404") {
+		t.Errorf("stderr: want the drop logged with its reason (malformed) and the broker's 404; got:\n%s", tail(stderr, 20))
+	}
+	if got := queueReady(t, b.url, "poolset.shop"); got != 0 {
+		t.Errorf("queue after the worker: got %d messages; want 0", got)
+	}
 }
