@@ -12,6 +12,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/poolset/poolset/worker"
 )
 
 // Headers the dead letter copy carries.
@@ -107,11 +109,17 @@ func (d *Delivery) handBack() {
 
 // DeadLetter publishes a copy of the message, with reason in the
 // x-poolset-reason header and the routing key in x-poolset-subject, to the
-// dead letter exchange, waits up to ctx for the broker to confirm it, and
-// then acks the message. When the copy cannot be published the message is
-// handed back for redelivery and DeadLetter returns the error. When the
-// delivery's channel has closed, DeadLetter publishes nothing and returns
-// ErrStaleDelivery (wrapped).
+// dead letter exchange, on a channel of its own in confirm mode, waits up
+// to ctx for the broker to confirm it, and then acks the message. When the
+// broker refuses the copy for good (it nacks it, or closes the channel
+// with 404 NOT_FOUND, 406 PRECONDITION_FAILED, 403 ACCESS_REFUSED or 311
+// CONTENT_TOO_LARGE: the dead exchange is missing, the copy is over
+// max_message_size, ...), DeadLetter returns an error wrapping
+// worker.ErrDeadLetterRefused and leaves the delivery unsettled, for Drop.
+// When the copy cannot be published for another reason (the connection
+// dropped, ctx ended) the message is handed back for redelivery and
+// DeadLetter returns the error. When the delivery's channel has closed,
+// DeadLetter publishes nothing and returns ErrStaleDelivery (wrapped).
 func (d *Delivery) DeadLetter(ctx context.Context, reason string) error {
 	if !d.settled.CompareAndSwap(false, true) {
 		return ErrAlreadySettled
@@ -127,7 +135,7 @@ func (d *Delivery) DeadLetter(ctx context.Context, reason string) error {
 	headers[headerReason] = reason
 	headers[headerSubject] = m.RoutingKey
 	b := d.src.b
-	err := b.publish(ctx, b.opts.DeadExchange, []outgoing{{key: m.RoutingKey, msg: amqp.Publishing{
+	err := b.publishDeadLetter(ctx, m.RoutingKey, amqp.Publishing{
 		Headers:         headers,
 		ContentType:     m.ContentType,
 		ContentEncoding: m.ContentEncoding,
@@ -139,7 +147,11 @@ func (d *Delivery) DeadLetter(ctx context.Context, reason string) error {
 		Type:            m.Type,
 		AppId:           m.AppId,
 		Body:            m.Body,
-	}}})
+	})
+	if errors.Is(err, worker.ErrDeadLetterRefused) {
+		d.settled.Store(false) // for Drop
+		return fmt.Errorf("rabbitmq: dead-letter message %q: %w", m.MessageId, err)
+	}
 	if err != nil {
 		if nerr := d.nack(); nerr != nil {
 			return errors.Join(fmt.Errorf("rabbitmq: dead-letter message %q: %w", m.MessageId, err), nerr)
@@ -150,7 +162,8 @@ func (d *Delivery) DeadLetter(ctx context.Context, reason string) error {
 }
 
 // Drop rejects the message without requeue, so that the queue never
-// delivers it again (the broker moves it to the queue's own dead-letter
+// delivers it again; the worker drops a message whose dead-letter copy the
+// broker refused (DeadLetter's worker.ErrDeadLetterRefused) (the broker moves it to the queue's own dead-letter
 // exchange, if the queue has one). reason is not sent: AMQP's reject
 // carries none, and the worker logs it. ctx is not consulted. When the
 // delivery's channel has closed, Drop returns ErrStaleDelivery (wrapped).

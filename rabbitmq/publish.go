@@ -134,3 +134,71 @@ func (b *Broker) confirmChannel(ctx context.Context) (*channel, error) {
 	b.pub = &channel{Channel: ch}
 	return b.pub, nil
 }
+
+// publishDeadLetter publishes msg to the dead exchange with routing key
+// key, on a channel of its own in confirm mode, and waits up to ctx for the
+// confirm. A channel of its own, so that a channel exception is this
+// copy's, and closes neither the Publisher's channel nor other copies';
+// dead letters are rare, and the two round trips to open the channel
+// matter little. The error wraps worker.ErrDeadLetterRefused when the
+// broker refused the copy for good: a nack, or a channel exception that
+// trying again cannot mend (refuses).
+func (b *Broker) publishDeadLetter(ctx context.Context, key string, msg amqp.Publishing) error {
+	exchange := b.opts.DeadExchange
+	conn, err := b.connection(ctx)
+	if err != nil {
+		return err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("rabbitmq: publish to %s: open channel: %w", exchange, err)
+	}
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	defer ch.Close()
+	if err := ch.Confirm(false); err != nil {
+		return fmt.Errorf("rabbitmq: publish to %s: confirm mode: %w", exchange, err)
+	}
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, false, false, msg)
+	if err != nil {
+		return fmt.Errorf("rabbitmq: publish to %s: %w", exchange, err)
+	}
+	ok, err := dc.WaitContext(ctx)
+	switch {
+	case err != nil:
+		return fmt.Errorf("rabbitmq: publish to %s: waiting for confirm: %w", exchange, err)
+	case ok:
+		return nil
+	}
+	// The broker nacked the copy, or the channel closed: the channel's
+	// close reason, when it has one, is sent before the confirmations are
+	// given up.
+	select {
+	case e := <-closed:
+		if refuses(e) {
+			return fmt.Errorf("rabbitmq: publish to %s: %w: %w", exchange, worker.ErrDeadLetterRefused, e)
+		}
+		if e != nil {
+			return fmt.Errorf("rabbitmq: publish to %s: channel closed before confirming: %w", exchange, e)
+		}
+		return fmt.Errorf("rabbitmq: publish to %s: channel closed before confirming", exchange)
+	default:
+		return fmt.Errorf("rabbitmq: publish to %s: %w: broker nacked it", exchange, worker.ErrDeadLetterRefused)
+	}
+}
+
+// refuses reports whether the broker closed a channel with e because of
+// what was sent on it, for good: the exchange does not exist (404), the
+// message is over max_message_size or otherwise not allowed (406), the
+// user may not write to the exchange (403), the content is too large
+// (311). A connection error, a lost connection, or 405 RESOURCE_LOCKED are
+// not refusals.
+func refuses(e *amqp.Error) bool {
+	if e == nil || !e.Server {
+		return false
+	}
+	switch e.Code {
+	case amqp.NotFound, amqp.PreconditionFailed, amqp.AccessRefused, amqp.ContentTooLarge:
+		return true
+	}
+	return false
+}

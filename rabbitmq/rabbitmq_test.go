@@ -327,6 +327,72 @@ func TestDeadLetter(t *testing.T) {
 	}
 }
 
+// TestDeadLetterRefused: when the broker refuses the dead-letter copy for
+// good (here the dead exchange was deleted after Open: 404 NOT_FOUND),
+// DeadLetter returns worker.ErrDeadLetterRefused and leaves the delivery
+// unsettled; Drop then rejects it and it never comes again. The
+// Publisher's channel is not affected.
+func TestDeadLetterRefused(t *testing.T) {
+	ctx := context.Background()
+	opts := testOptions(t)
+	b := open(t, opts)
+	s := source(t, b)
+	conn, err := amqp.Dial(opts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDelete(opts.DeadExchange, false, false); err != nil {
+		t.Fatalf("delete the dead exchange: %v", err)
+	}
+	publish(t, b, "refused", 1)
+	d := fetchN(t, s, 1, 5*time.Second)[0]
+	err = d.DeadLetter(ctx, "bad order")
+	if !errors.Is(err, worker.ErrDeadLetterRefused) || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("DeadLetter = %v; want an error wrapping %v, with the broker's 404", err, worker.ErrDeadLetterRefused)
+	}
+	if err := d.Drop(ctx, "bad order"); err != nil {
+		t.Fatalf("Drop after a refused DeadLetter = %v; want nil (the delivery unsettled)", err)
+	}
+	if err := d.Ack(ctx); !errors.Is(err, rabbitmq.ErrAlreadySettled) {
+		t.Errorf("Ack after Drop = %v; want %v", err, rabbitmq.ErrAlreadySettled)
+	}
+	expectNone(t, s, 500*time.Millisecond)
+	waitPending(t, b, 0)
+	publish(t, b, "after", 1)
+	if n := drain(t, s); n != 1 {
+		t.Errorf("deliveries published after the refusal: got %d; want 1", n)
+	}
+}
+
+// TestDeadLetterTransient: when the copy fails for a reason that may pass
+// (here ctx has ended), DeadLetter hands the message back for redelivery.
+func TestDeadLetterTransient(t *testing.T) {
+	b := open(t, testOptions(t))
+	s := source(t, b)
+	publish(t, b, "transient", 1)
+	d := fetchN(t, s, 1, 5*time.Second)[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := d.DeadLetter(ctx, "bad order"); err == nil || errors.Is(err, worker.ErrDeadLetterRefused) {
+		t.Fatalf("DeadLetter with an ended ctx = %v; want an error, not %v", err, worker.ErrDeadLetterRefused)
+	}
+	again := fetchN(t, s, 1, 5*time.Second)[0]
+	if got := again.Delivered(); id(again) != id(d) || got != 2 {
+		t.Errorf("redelivered %s, delivery %d; want %s, 2", id(again), got, id(d))
+	}
+	if err := again.Ack(context.Background()); err != nil {
+		t.Fatalf("Ack: %v", err)
+	}
+	if dead, _ := b.DeadLetters(context.Background()); len(dead) != 0 {
+		t.Errorf("DeadLetters = %v; want none", dead)
+	}
+}
+
 func TestSettleTwice(t *testing.T) {
 	ctx := context.Background()
 	b := open(t, testOptions(t))

@@ -339,9 +339,10 @@ func (s *Source) unsettled() int {
 }
 
 // shutdown is the Broker's Close of the Source: it stops the Source as
-// Stop does, waiting up to ctx, then closes its channels, which hands back
-// to the broker whatever the worker has not settled, and waits for the
-// pumps. It is idempotent.
+// Stop does, waiting up to ctx, then, unless ctx has ended, waits for the
+// broker to take the settles sent on each channel (awaitSettles), closes
+// the channels, which hands back to the broker whatever the worker has not
+// settled, and waits for the pumps. It is idempotent.
 func (s *Source) shutdown(ctx context.Context) error {
 	s.life.Lock()
 	defer s.life.Unlock()
@@ -357,6 +358,12 @@ func (s *Source) shutdown(ctx context.Context) error {
 		if c == nil {
 			continue
 		}
+		if ctx.Err() == nil {
+			if err := s.awaitSettles(c); err != nil && !c.ch.closed() {
+				s.b.log.Warn("rabbitmq: close: the broker did not confirm it has taken the acks; their messages may come again",
+					"consumer", c.tag, "err", err)
+			}
+		}
 		if err := c.ch.close(); err != nil && !errors.Is(err, amqp.ErrClosed) {
 			errs = append(errs, fmt.Errorf("close consumer %s: %w", c.tag, err))
 		}
@@ -371,4 +378,52 @@ func (s *Source) Connected() bool {
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
 	return s.b.conn != nil && !s.b.conn.IsClosed()
+}
+
+// awaitSettles returns once the broker has passed every ack, nack and
+// reject sent so far on c's channel on to the queue, so that closing the
+// channel cannot undo them; or with the error of the channel, which then
+// closes.
+//
+// AMQP 0-9-1 does not confirm acks, and the broker's channel does not pass
+// them on at once: for a quorum queue each ack (multiple=false) is a
+// settle command of its own, and once 32 commands of the channel wait for
+// the queue to apply them, the channel holds back the next acks
+// (rabbit_fifo_client's "slow" state) and sends them, merged, when the
+// queue has applied enough of the earlier ones. A channel that closes in
+// the meantime drops what it holds back (rabbit_quorum_queue:close does
+// nothing with it), and the queue returns those messages, acked and
+// committed, for redelivery. A synchronous round trip such as basic.qos
+// does not help: the channel answers it without the queue.
+//
+// So awaitSettles makes two round trips through the queue on the channel:
+// it consumes with zero credit (x-credit, so that nothing is delivered;
+// the queue applies the checkout, which replies only after the queue has
+// applied, and told the channel about, every command the channel sent
+// before) and then cancels that consumer. The broker's channel takes the
+// cancel only after it has read those notices, and on reading them it
+// sends what it held back; the channel close that follows the cancel-ok
+// reaches the queue after it. Like Stop's cancel, it waits for the
+// broker's answers (the connection's heartbeat bounds that) and must not
+// run concurrently with another call on the channel.
+func (s *Source) awaitSettles(c *consumer) error {
+	return c.ch.send(func() error {
+		tag := c.tag + "-settled"
+		args := amqp.Table{"x-credit": amqp.Table{"credit": int64(0), "drain": false}}
+		in, err := c.ch.Consume(s.b.opts.Queue, tag, false, false, false, false, args)
+		if err != nil {
+			return fmt.Errorf("consume with no credit: %w", err)
+		}
+		err = c.ch.Cancel(tag, false)
+		// A broker that ignores x-credit may have delivered some: hand
+		// them back. The deliveries channel closes on the cancel-ok, or
+		// when the channel closes.
+		for d := range in {
+			d.Nack(false, true)
+		}
+		if err != nil {
+			return fmt.Errorf("cancel the consumer with no credit: %w", err)
+		}
+		return nil
+	})
 }
