@@ -64,7 +64,7 @@ func workerFlags(fs interface {
 
 func cmdWorker(ctx context.Context, sig *signals, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	var cfg config
-	fs := newFlagSet("worker", stderr, &cfg)
+	fs := newFlagSet("worker", stdout, &cfg)
 	var wc worker.Config
 	var admin string
 	workerFlags(fs, &wc, &admin)
@@ -221,7 +221,7 @@ func serveAdmin(a *app, w *worker.Worker, addr string, log *slog.Logger) error {
 
 func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	var cfg config
-	fs := newFlagSet("verify", stderr, &cfg)
+	fs := newFlagSet("verify", stdout, &cfg)
 	g, _ := loadFlags(fs)
 	expect := fs.Int("expect-orders", 0, "check that orders PREFIX-START.. PREFIX-(START+N-1) are each stored exactly once")
 	if err := parse(fs, args, &cfg); err != nil {
