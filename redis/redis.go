@@ -50,9 +50,11 @@ type quietLogger struct{}
 
 func (quietLogger) Printf(context.Context, string, ...any) {}
 
-// Open parses opts.URL, connects and pings. The error names the redacted
-// URL and never shows the password.
-func Open(ctx context.Context, opts Options) (*Client, error) {
+// New parses opts.URL and returns a client that connects on its first
+// command, so that a Redis that is down does not stop the caller from
+// starting; the client reconnects by itself when Redis comes back. It does
+// no I/O. The error names the redacted URL and never shows the password.
+func New(opts Options) (*Client, error) {
 	ro, err := parseURL(opts.URL)
 	if err != nil {
 		return nil, err
@@ -67,7 +69,17 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = opts.Timeout, opts.Timeout, opts.Timeout
 	ro.MaxRetries = -1 // a cache miss is cheaper than a retry
 	ro.DisableIdentity = true
-	c := &Client{Client: goredis.NewClient(ro), addr: Redact(opts.URL)}
+	return &Client{Client: goredis.NewClient(ro), addr: Redact(opts.URL)}, nil
+}
+
+// Open is New, then a ping: it fails, and closes the client, when Redis
+// does not answer within opts.Timeout. The error names the redacted URL
+// and never shows the password.
+func Open(ctx context.Context, opts Options) (*Client, error) {
+	c, err := New(opts)
+	if err != nil {
+		return nil, err
+	}
 	if err := c.Ping(ctx).Err(); err != nil {
 		c.Client.Close()
 		return nil, fmt.Errorf("redis: connect to %s: %w", c.addr, err)
@@ -197,13 +209,38 @@ func (p *ProductCache) result(err error) bool {
 		}
 		return true
 	}
+	if p.markDown() {
+		p.log.Warn("redis: cache unavailable; reading from the database until it is back", "addr", p.c.addr, "err", err)
+	}
+	return false
+}
+
+// markDown records a failure: Redis is skipped for a second. It reports
+// whether an outage starts with it.
+func (p *ProductCache) markDown() bool {
 	p.failures.Add(1)
 	p.retryAt.Store(time.Now().Add(time.Second).UnixNano())
 	if p.down.CompareAndSwap(false, true) {
 		p.outages.Add(1)
-		p.log.Warn("redis: cache unavailable; reading from the database until it is back", "addr", p.c.addr, "err", err)
+		return true
 	}
 	return false
+}
+
+// Ping asks Redis now, within the client's timeout, and records the answer
+// as the cache's commands do: a failure marks the cache down (reads miss
+// and go to the database; Redis is tried again after a second, and used
+// from its first answer on) and counts an outage. Unlike a command's
+// failure it logs nothing: the caller reports the error, which names the
+// redacted URL. Call it after NewProductCache to start on a Redis that may
+// be down.
+func (p *ProductCache) Ping(ctx context.Context) error {
+	if err := p.c.Ping(ctx).Err(); err != nil {
+		p.markDown()
+		return fmt.Errorf("redis: ping %s: %w", p.c.addr, err)
+	}
+	p.result(nil)
+	return nil
 }
 
 // GetProduct returns the cached details of product id, if any.

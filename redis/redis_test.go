@@ -150,3 +150,30 @@ func freePort(t *testing.T) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// TestNewThenPingWhileDown: New does no I/O, so a Redis that is down does
+// not stop a start; Ping then reports it, with the password redacted, and
+// marks the cache down without a warning of its own (the caller reports
+// the error), so reads miss at once.
+func TestNewThenPingWhileDown(t *testing.T) {
+	c, err := redis.New(redis.Options{URL: "redis://:Pw0rdX@127.0.0.1:1/0"})
+	if err != nil {
+		t.Fatalf("New: got %v; want no error (no I/O)", err)
+	}
+	defer c.Close()
+	var logs poolsettest.Buffer
+	pc := redis.NewProductCache(c, time.Minute, slog.New(slog.NewTextHandler(&logs, nil)))
+	err = pc.Ping(context.Background())
+	if err == nil || strings.Contains(err.Error(), "Pw0rdX") || !strings.Contains(err.Error(), "***") {
+		t.Errorf("Ping: got %v; want an error with the password as ***", err)
+	}
+	if _, ok := pc.GetProduct(context.Background(), 1); ok {
+		t.Error("get while down: got a hit; want a miss")
+	}
+	if st := pc.Stats(); !st.Down || st.Outages != 1 || st.Failures != 1 || st.Misses != 1 {
+		t.Errorf("stats: got %+v; want down, 1 outage, 1 failure, 1 miss", st)
+	}
+	if logs.String() != "" {
+		t.Errorf("log: got %q; want nothing (the caller reports Ping's error)", logs.String())
+	}
+}

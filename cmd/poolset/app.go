@@ -79,9 +79,12 @@ type openOpts struct {
 // openApp opens, in this order, the broker connection (when opts.broker),
 // the pool set and the Redis cache (when opts.cache and --redis), and
 // registers each release in one stack the moment it is acquired, so that
-// release runs Redis, the pools, then the broker, as the seed does. If a
-// step fails, what was opened is released and the error names the setting
-// that failed.
+// release runs Redis, the pools, then the broker, as the seed does. A Redis
+// that does not answer is not an error: the cache starts down, openApp
+// logs a warning naming --redis (password redacted), reads go to the
+// database, and the cache is used from Redis's first answer on. If a step
+// fails, what was opened is released and the error names the setting that
+// failed.
 func openApp(ctx context.Context, cfg config, opts openOpts, log *slog.Logger) (*app, error) {
 	pc, err := setConfig(cfg, log)
 	if err != nil {
@@ -109,13 +112,18 @@ func openApp(ctx context.Context, cfg config, opts openOpts, log *slog.Logger) (
 	a.set = set
 	var cache shop.ProductCache
 	if opts.cache && cfg.Redis != "" {
-		rc, err := redis.Open(ctx, redis.Options{URL: cfg.Redis})
+		// The cache is optional: a Redis that is down costs misses, not
+		// the start. The client connects when Redis answers.
+		rc, err := redis.New(redis.Options{URL: cfg.Redis})
 		if err != nil {
-			return fail(fmt.Errorf("--redis: %w", err))
+			return fail(usagef("--redis: %v", err))
 		}
 		set.Register("redis", 0, func(context.Context) error { return rc.Close() })
 		a.cache = redis.NewProductCache(rc, 0, log)
 		cache = a.cache
+		if err := a.cache.Ping(ctx); err != nil {
+			log.Warn("--redis: the cache does not answer; starting without it, reading from the database until Redis answers", "err", err)
+		}
 	}
 	a.shop = shop.New(set, a.dialect, cache)
 	return a, nil

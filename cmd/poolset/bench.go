@@ -34,7 +34,7 @@ type benchRow struct {
 
 func cmdBenchSharing(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	var cfg config
-	fs := newFlagSet("bench sharing", stderr, &cfg)
+	fs := newFlagSet("bench sharing", stdout, &cfg)
 	seed := seedFlags(fs)
 	clients := fs.Int("clients", 32, "concurrent clients")
 	duration := fs.Duration("duration", 10*time.Second, "how long each mode runs")

@@ -33,7 +33,7 @@ type readsRow struct {
 // cost of read-your-writes: a user registered then read back at once.
 func cmdBenchReads(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	var cfg config
-	fs := newFlagSet("bench reads", stderr, &cfg)
+	fs := newFlagSet("bench reads", stdout, &cfg)
 	seed := seedFlags(fs)
 	clients := fs.Int("clients", 32, "concurrent clients")
 	duration := fs.Duration("duration", 5*time.Second, "how long each mode runs")

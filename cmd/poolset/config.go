@@ -14,7 +14,8 @@ import (
 	"github.com/poolset/poolset/redis"
 )
 
-// errHelp is returned when -h was asked for: the usage was printed.
+// errHelp is returned when -h or --help was asked for: the usage was
+// printed on stdout, and the exit code is 0.
 var errHelp = errors.New("help shown")
 
 // config is what every subcommand that opens pools reads from its flags and
@@ -47,22 +48,11 @@ func (r *replicaList) Set(v string) error {
 }
 
 // newFlagSet returns a flag set for subcommand name with the common flags
-// bound to cfg, defaults taken from the environment.
-func newFlagSet(name string, stderr io.Writer, cfg *config) (fs *flag.FlagSet) {
-	fs = flag.NewFlagSet("poolset "+name, flag.ContinueOnError)
-	// Errors are reported in one line by run; the flag list is printed
-	// only for -h.
-	fs.SetOutput(io.Discard)
-	help := false
-	fs.BoolFunc("h", "show this help", func(string) error { help = true; return flag.ErrHelp })
-	fs.Usage = func() {
-		if help {
-			fmt.Fprintf(stderr, "usage: %s [flags]\n", fs.Name())
-			fs.SetOutput(stderr)
-			fs.PrintDefaults()
-			fs.SetOutput(io.Discard)
-		}
-	}
+// bound to cfg, defaults taken from the environment. Its usage (for -h,
+// -help or --help) goes to stdout; parse errors are not printed here but
+// returned, and run reports them in one line on stderr.
+func newFlagSet(name string, stdout io.Writer, cfg *config) (fs *flag.FlagSet) {
+	fs = newCommandFlags(name, stdout)
 	fs.StringVar(&cfg.MySQL, "mysql", os.Getenv("POOLSET_MYSQL_DSN"), "primary MariaDB/MySQL `DSN` (user:pass@tcp(host:port)/db); empty = embedded SQLite [POOLSET_MYSQL_DSN]")
 	rl := (*replicaList)(&cfg.Replicas)
 	if env := os.Getenv("POOLSET_REPLICA_DSN"); env != "" {
@@ -85,13 +75,47 @@ func newFlagSet(name string, stderr io.Writer, cfg *config) (fs *flag.FlagSet) {
 	return fs
 }
 
+// newCommandFlags returns an empty flag set for subcommand name whose
+// usage, shown by parseFlags for -h, -help or --help, goes to stdout.
+func newCommandFlags(name string, stdout io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("poolset "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "usage: %s [flags]\n", fs.Name())
+		if s := commandSummary(name); s != "" {
+			fmt.Fprintf(stdout, "\n%s\n", s)
+		}
+		fmt.Fprintf(stdout, "\nflags:\n  -h, --help\n    \tshow this help\n")
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	return fs
+}
+
+// parseFlags parses args into fs. For -h, -help or --help it prints the
+// usage and returns errHelp; any other error is a usage error naming the
+// flag, with what looks like a password redacted.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	// The flag package calls Usage on every error; only help shows it.
+	usage := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = usage
+	if errors.Is(err, flag.ErrHelp) {
+		usage()
+		return errHelp
+	}
+	if err != nil {
+		return usagef("%s (see '%s -h')", redactArgs(err.Error()), fs.Name())
+	}
+	return nil
+}
+
 // parse parses args into fs and checks cfg. Errors are usage errors.
 func parse(fs *flag.FlagSet, args []string, cfg *config) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
-		}
-		return usagef("%s (see '%s -h')", redactArgs(err.Error()), fs.Name())
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))

@@ -36,7 +36,7 @@ type demoSummary struct {
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	var cfg config
-	fs := newFlagSet("demo", stderr, &cfg)
+	fs := newFlagSet("demo", stdout, &cfg)
 	seed := seedFlags(fs)
 	clients := fs.Int("clients", 32, "concurrent clients of the mixed load")
 	duration := fs.Duration("duration", 3*time.Second, "how long the mixed load runs (when --ops is 0)")

@@ -35,7 +35,7 @@ type loadResult struct {
 
 func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	var cfg config
-	fs := newFlagSet("load", stderr, &cfg)
+	fs := newFlagSet("load", stdout, &cfg)
 	g, orders := loadFlags(fs)
 	seed := seedFlags(fs)
 	rate := fs.Float64("rate", 0, "orders per second (0: as fast as the broker confirms)")

@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 )
@@ -147,22 +148,57 @@ func (s *signals) stop() {
 	s.cancel()
 }
 
-const usageText = `usage: poolset <command> [flags]
+// commands are the subcommands and what each does, for the usage texts.
+var commands = []struct{ name, summary string }{
+	{"demo", "migrate, seed, run a mixed load through the three repositories,\nprint the pools tree and the release report"},
+	{"migrate", "bring the schema up to date"},
+	{"seed", "store users and products"},
+	{"worker", "process order and registration messages until signalled"},
+	{"load", "publish orders (and registrations) to the broker"},
+	{"verify", "check every order is stored once and stock is conserved"},
+	{"pair", "start a MariaDB primary with GTID replicas, for trying --replica"},
+	{"bench sharing", "the mixed load on one shared primary pool vs one pool per repository"},
+	{"bench reads", "user reads on the primary alone vs with replicas, and read-your-writes"},
+}
 
-commands:
-  demo            migrate, seed, run a mixed load through the three repositories,
-                  print the pools tree and the release report
-  migrate         bring the schema up to date
-  seed            store users and products
-  worker          process order and registration messages until signalled
-  load            publish orders (and registrations) to the broker
-  verify          check every order is stored once and stock is conserved
-  pair            start a MariaDB primary with GTID replicas, for trying --replica
-  bench sharing   the mixed load on one shared primary pool vs one pool per repository
-  bench reads     user reads on the primary alone vs with replicas, and read-your-writes
+// commandSummary returns what subcommand name does, or "".
+func commandSummary(name string) string {
+	for _, c := range commands {
+		if c.name == name {
+			return c.summary
+		}
+	}
+	return ""
+}
 
-Run 'poolset <command> -h' for its flags.
-`
+// usageText is poolset's usage, for poolset -h, --help and help.
+var usageText = func() string {
+	var b strings.Builder
+	b.WriteString("usage: poolset <command> [flags]\n\ncommands:\n")
+	for _, c := range commands {
+		for i, line := range strings.Split(c.summary, "\n") {
+			name := ""
+			if i == 0 {
+				name = c.name
+			}
+			fmt.Fprintf(&b, "  %-14s  %s\n", name, line)
+		}
+	}
+	b.WriteString("\nRun 'poolset <command> -h' for its flags.\n")
+	return b.String()
+}()
+
+// benchUsage is the usage of poolset bench without a benchmark.
+const benchUsage = "usage: poolset bench sharing|reads [flags]\n\nRun 'poolset bench sharing -h' or 'poolset bench reads -h' for the flags.\n"
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help", "help":
+		return true
+	}
+	return false
+}
 
 // run runs the command in args and returns the exit code. Logs go to
 // stderr; results to stdout.
@@ -194,10 +230,19 @@ func run(ctx context.Context, sig *signals, args []string, stdout, stderr io.Wri
 			err = cmdBenchSharing(ctx, args[2:], stdout, stderr, log)
 		case len(args) >= 2 && args[1] == "reads":
 			err = cmdBenchReads(ctx, args[2:], stdout, stderr, log)
+		case len(args) >= 2 && isHelp(args[1]):
+			fmt.Fprint(stdout, benchUsage)
+			return exitOK
 		default:
 			err = usagef("bench: unknown benchmark (want: poolset bench sharing|reads)")
 		}
-	case "-h", "-help", "--help", "help":
+	case "help":
+		if len(args) > 1 { // poolset help worker: poolset worker -h
+			return run(ctx, sig, append(args[1:len(args):len(args)], "-h"), stdout, stderr)
+		}
+		fmt.Fprint(stdout, usageText)
+		return exitOK
+	case "-h", "-help", "--help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK
 	default:

@@ -23,7 +23,7 @@ func seedFlags(fs *flag.FlagSet) *shop.SeedConfig {
 
 func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	var cfg config
-	fs := newFlagSet("migrate", stderr, &cfg)
+	fs := newFlagSet("migrate", stdout, &cfg)
 	if err := parse(fs, args, &cfg); err != nil {
 		return err
 	}
@@ -50,7 +50,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 
 func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	var cfg config
-	fs := newFlagSet("seed", stderr, &cfg)
+	fs := newFlagSet("seed", stdout, &cfg)
 	sc := seedFlags(fs)
 	if err := parse(fs, args, &cfg); err != nil {
 		return err

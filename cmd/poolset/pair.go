@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,16 +15,15 @@ import (
 // replica features by hand, prints their DSNs, and stops them (by pid) on
 // the first signal.
 func cmdPair(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("poolset pair", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newCommandFlags("pair", stdout)
 	dir := fs.String("dir", "./poolset-pair", "directory for the servers' data (removed first)")
 	replicas := fs.Int("replicas", 1, "number of replicas")
 	db := fs.String("db", "poolset", "database to create on the primary")
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return errHelp
-		}
-		return usagef("%v", err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
 	}
 	if *replicas < 1 {
 		return usagef("--replicas: must be at least 1")

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -64,7 +65,7 @@ func workerFlags(fs interface {
 
 func cmdWorker(ctx context.Context, sig *signals, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	var cfg config
-	fs := newFlagSet("worker", stderr, &cfg)
+	fs := newFlagSet("worker", stdout, &cfg)
 	var wc worker.Config
 	var admin string
 	workerFlags(fs, &wc, &admin)
@@ -92,20 +93,26 @@ func cmdWorker(ctx context.Context, sig *signals, args []string, stdout, stderr 
 
 // runWorker runs a worker on a's broker and shop until ctx is done (or it
 // is idle, or stop says so), serving the admin endpoint at admin when it is
-// not empty. The consumer's stop and the admin server's shutdown join a's
-// release.
+// not empty. The admin server is started before the consumer, so that the
+// release (last acquired first) stops the consumer first and the admin
+// server after it: /readyz answers 503 until the very end.
 func runWorker(ctx context.Context, sig *signals, a *app, wc worker.Config, admin string, stderr io.Writer, until func(*worker.Worker) bool) (workerSummary, error) {
 	sum := workerSummary{Command: "worker", Broker: a.broker.Address(), Backend: a.backend}
+	var adm *adminServer
+	if admin != "" {
+		var err error
+		if adm, err = serveAdmin(a, admin, wc.Logger); err != nil {
+			return sum, err
+		}
+	}
 	src, err := a.broker.Source(ctx)
 	if err != nil {
 		return sum, fmt.Errorf("--broker: %w", err)
 	}
 	a.rel.Add("consumer", src.Stop)
 	w := worker.New(a.shop, src, wc)
-	if admin != "" {
-		if err := serveAdmin(a, w, admin, wc.Logger); err != nil {
-			return sum, err
-		}
+	if adm != nil {
+		adm.attach(w, src)
 	}
 	sig.onSecond(w.SkipDrain)
 
@@ -180,32 +187,36 @@ func printWorker(w io.Writer, s workerSummary) {
 	fmt.Fprint(w, s.Release.String())
 }
 
+// adminServer serves /healthz, /readyz and /metrics for a worker.
+type adminServer struct {
+	reg    *prometheus.Registry
+	target atomic.Pointer[adminTarget] // nil until attach
+}
+
+// adminTarget is what /readyz asks.
+type adminTarget struct {
+	w    *worker.Worker
+	conn worker.Connectivity // nil when the source cannot tell
+}
+
 // serveAdmin serves /healthz, /readyz and /metrics at addr until the
-// release shuts the server down.
-func serveAdmin(a *app, w *worker.Worker, addr string, log *slog.Logger) error {
+// release shuts the server down; the release step is registered here, as
+// soon as the address is listened on. Until attach, /readyz answers 503
+// "starting" and /metrics has the pools' figures only.
+func serveAdmin(a *app, addr string, log *slog.Logger) (*adminServer, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("--admin: %w", err)
+		return nil, fmt.Errorf("--admin: %w", err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(metrics.NewSetCollector(a.set), metrics.NewWorkerCollector(w))
+	s := &adminServer{reg: prometheus.NewRegistry()}
+	s.reg.MustRegister(metrics.NewSetCollector(a.set))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, _ *http.Request) { fmt.Fprintln(rw, "ok") })
-	mux.HandleFunc("/readyz", func(rw http.ResponseWriter, _ *http.Request) {
-		if !w.Ready() {
-			why := "shutting down"
-			if w.DatabaseDown() {
-				why = "the database does not answer"
-			}
-			http.Error(rw, "not ready: "+why, http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(rw, "ready")
-	})
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/readyz", s.readyz)
+	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
-	go func() {
+	go func() { // ends when the release shuts the server down
 		defer close(done)
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Warn("admin server stopped", "err", err)
@@ -216,12 +227,45 @@ func serveAdmin(a *app, w *worker.Worker, addr string, log *slog.Logger) error {
 		<-done
 		return err
 	})
-	return nil
+	return s, nil
+}
+
+// attach makes the server report on w, which takes messages from src. It
+// is called once, before w runs.
+func (s *adminServer) attach(w *worker.Worker, src worker.Source) {
+	t := &adminTarget{w: w}
+	t.conn, _ = src.(worker.Connectivity)
+	s.reg.MustRegister(metrics.NewWorkerCollector(w))
+	s.target.Store(t)
+}
+
+// readyz answers 200 while the worker takes messages, else 503 with the
+// reason: starting, shutting down (from the first signal on), the database
+// does not answer, or the broker is unreachable (a source that reports its
+// connection, as NATS and RabbitMQ do, is disconnected: no message can
+// arrive until it reconnects).
+func (s *adminServer) readyz(rw http.ResponseWriter, _ *http.Request) {
+	why := ""
+	switch t := s.target.Load(); {
+	case t == nil:
+		why = "starting"
+	case t.w.DatabaseDown():
+		why = "the database does not answer"
+	case !t.w.Ready():
+		why = "shutting down"
+	case t.conn != nil && !t.conn.Connected():
+		why = "the broker is unreachable"
+	}
+	if why != "" {
+		http.Error(rw, "not ready: "+why, http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(rw, "ready")
 }
 
 func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	var cfg config
-	fs := newFlagSet("verify", stderr, &cfg)
+	fs := newFlagSet("verify", stdout, &cfg)
 	g, _ := loadFlags(fs)
 	expect := fs.Int("expect-orders", 0, "check that orders PREFIX-START.. PREFIX-(START+N-1) are each stored exactly once")
 	if err := parse(fs, args, &cfg); err != nil {

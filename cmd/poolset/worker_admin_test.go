@@ -154,3 +154,50 @@ WHERE p.DB = '`+strings.ReplaceAll(d.name, "'", "''")+`' OR x.trx_id IS NOT NULL
 	}
 	return b.String()
 }
+
+// TestWorkerReadyzBrokerDown: /readyz answers 503 "the broker is
+// unreachable" while the worker's broker connection is down (it can take
+// no message then), and 200 again once it has reconnected; /healthz stays
+// 200 throughout. The broker is the test's own nats-server process,
+// stopped and started again on the same port.
+func TestWorkerReadyzBrokerDown(t *testing.T) {
+	b := setupBroker(t, "nats")
+	d := newShopDB(t, "poolset_t_wk_readyz_broker")
+	seedShop(t, d)
+	loadOrders(t, b, 100)
+
+	addr := freeAddr(t)
+	base := "http://" + addr
+	w := startWorker(t, d, b, "--admin", addr)
+	waitReady(t, w, addr)
+	client := &http.Client{Timeout: time.Second}
+
+	b.nats.Stop()
+	var code int
+	var body string
+	eventually(30*time.Second, func() bool {
+		code, body = httpGet(client, base+"/readyz")
+		return code == http.StatusServiceUnavailable || w.exited()
+	})
+	t.Logf("broker stopped: GET /readyz: %d %q", code, strings.TrimSpace(body))
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "the broker is unreachable") {
+		t.Errorf("GET /readyz with the broker down: got %d %q; want 503 naming the broker", code, body)
+	}
+	if health, _ := httpGet(client, base+"/healthz"); health != http.StatusOK {
+		t.Errorf("GET /healthz with the broker down: got %d; want 200", health)
+	}
+
+	b.nats.Start()
+	eventually(30*time.Second, func() bool {
+		code, body = httpGet(client, base+"/readyz")
+		return code == http.StatusOK || w.exited()
+	})
+	t.Logf("broker started: GET /readyz: %d %q", code, strings.TrimSpace(body))
+	if code != http.StatusOK {
+		t.Errorf("GET /readyz after the broker came back: got %d %q; want 200", code, body)
+	}
+
+	w.signal(syscall.SIGTERM)
+	s := wantCleanExit(t, "worker", w)
+	wantReleaseOrder(t, s, "consumer", "admin server", "pool primary", "broker nats")
+}

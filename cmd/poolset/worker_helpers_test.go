@@ -293,7 +293,29 @@ type workerSummaryJSON struct {
 	Command string         `json:"command"`
 	Worker  worker.Summary `json:"worker"`
 	Elapsed time.Duration  `json:"elapsed_ns"`
-	OK      bool           `json:"ok"`
+	Release struct {
+		Steps []struct {
+			Name    string `json:"name"`
+			Outcome string `json:"outcome"`
+		} `json:"steps"`
+	} `json:"release"`
+	OK bool `json:"ok"`
+}
+
+// wantReleaseOrder fails t unless the summary's release ran exactly the
+// steps want, in that order, each ok.
+func wantReleaseOrder(t *testing.T, s workerSummaryJSON, want ...string) {
+	t.Helper()
+	var got []string
+	for _, st := range s.Release.Steps {
+		got = append(got, st.Name)
+		if st.Outcome != "ok" {
+			t.Errorf("release step %q: got outcome %q; want ok", st.Name, st.Outcome)
+		}
+	}
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Errorf("release steps: got [%s]; want [%s]", strings.Join(got, ", "), strings.Join(want, ", "))
+	}
 }
 
 // wantCleanExit fails t unless the worker exited 0 with an ok summary and

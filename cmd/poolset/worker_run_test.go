@@ -265,3 +265,34 @@ func wantPlacedOnce(t *testing.T, ss ...workerSummaryJSON) {
 	}
 	t.Logf("workers: %d placed, %d duplicates, %d acked", placed, dups, acked)
 }
+
+// TestWorkerWithoutRedis: a worker given --redis for a Redis that refuses
+// connections starts anyway (the cache is optional, and the worker does
+// not read through it), warns once naming --redis with the password
+// redacted, places every order, and exits 0. Its release runs in the
+// documented order: the consumer first (intake stops), then the admin
+// server (which answered 503 through the drain), Redis, the SQL pool, and
+// the broker connection last.
+func TestWorkerWithoutRedis(t *testing.T) {
+	const orders = 200
+	b := setupBroker(t, "nats")
+	d := newShopDB(t, "poolset_t_wk_noredis")
+	seedShop(t, d)
+	loadOrders(t, b, orders)
+
+	redisURL := "redis://:" + redisPassword + "@" + freeAddr(t)
+	w := startWorker(t, d, b, "--redis", redisURL, "--admin", freeAddr(t), "--exit-when-idle", "2s")
+	s := wantCleanExit(t, "worker", w)
+	r := w.wait()
+	if got := s.Worker.Acked; got != orders {
+		t.Errorf("acked: got %d; want %d", got, orders)
+	}
+	if n := strings.Count(r.stderr, "--redis: "); n != 1 || !strings.Contains(r.stderr, "level=WARN") || !strings.Contains(r.stderr, "redis://:***@") {
+		t.Errorf("worker log: got %d warnings naming --redis; want 1, with the URL redacted\n%s", n, tail(r.stderr, 20))
+	}
+	if strings.Contains(r.stderr, redisPassword) || strings.Contains(r.stdout, redisPassword) {
+		t.Errorf("worker output shows the Redis password")
+	}
+	wantReleaseOrder(t, s, "consumer", "admin server", "redis", "pool primary", "broker nats")
+	verifyOrders(t, d, orders)
+}
