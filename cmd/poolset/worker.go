@@ -181,6 +181,13 @@ func printWorker(w io.Writer, s workerSummary) {
 		fmt.Fprintf(w, "        the database did not answer %d times, for %s in all; the messages it failed were held, not nak'ed\n",
 			ws.Outages, ws.OutageTime.Round(time.Millisecond))
 	}
+	if ws.Dropped > 0 {
+		fmt.Fprintf(w, "        dropped %d messages whose dead-letter copy the broker refused (each logged with its reason)\n", ws.Dropped)
+	}
+	if ws.BusyRetries > 0 || ws.Interrupted > 0 || ws.SettleErrors > 0 {
+		fmt.Fprintf(w, "        busy-pool retries %d · statements interrupted at the drain's end %d · failed settles %d\n",
+			ws.BusyRetries, ws.Interrupted, ws.SettleErrors)
+	}
 	fmt.Fprintln(w, "\npools:")
 	poolset.WriteTree(w, s.Pools)
 	fmt.Fprintln(w, "\nrelease:")
