@@ -119,9 +119,9 @@ const (
 // Reader runs reads that may be stale on a read pool. Sessions on read
 // pools are read-only, and a read that goes to the primary because no read
 // pool is usable runs in a read-only transaction there, so a write sent
-// through a Reader fails instead of writing. In a set with no read pool
-// configured, a Reader is the primary, as it is. (SQLite does not enforce read-only
-// transactions; its read pool is only left when closed.) A read whose read
+// through a Reader fails instead of writing, in a set with read pools or
+// without. (SQLite does not enforce read-only transactions; its read pool is
+// only left when closed.) A read whose read
 // pool cannot give a working connection is tried once on the primary
 // (FallbackToPrimary) or fails with ErrNoReadPool (FailWithoutReadPool);
 // either is counted, and the read pool leaves the rotation until its next
@@ -184,7 +184,8 @@ func (r *Reader) acquire(ctx context.Context, kind leaseKind) (*lease, error) {
 		}
 		return r.fallback(ctx, kind, err)
 	}
-	if c := causalFrom(ctx); err == nil && c != nil && p.role == roleRead {
+	// Only a read after a write under the context waits, and is counted.
+	if c := causalFrom(ctx); err == nil && c != nil && c.get() != "" && p.role == roleRead {
 		if !l.caughtUp(ctx, c, r.h.set.rywWait) {
 			l.release()
 			r.h.primary.causalPrimary.Add(1)
@@ -196,12 +197,13 @@ func (r *Reader) acquire(ctx context.Context, kind leaseKind) (*lease, error) {
 	return readOnly(l, err)
 }
 
-// readOnly marks a lease on the primary that serves a Reader in place of
-// a read pool, so that its statements run in a read-only transaction
-// (which costs two round trips more). In a set without read pools the
-// primary is where reads belong, and it is used as it is.
+// readOnly marks a lease on the primary that serves a Reader, so that its
+// statements run in a read-only transaction (which costs two round trips
+// more): a write sent through a Reader then fails on the primary as on a
+// read pool's read-only session, in a set without read pools (development)
+// as in one with them (production).
 func readOnly(l *lease, err error) (*lease, error) {
-	if err == nil && l.pool.role == rolePrimary && len(l.pool.set.reads) > 0 {
+	if err == nil && l.pool.role == rolePrimary {
 		l.readOnly.Store(true)
 	}
 	return l, err

@@ -206,6 +206,9 @@ func (p *Pool) pingTimeout() time.Duration {
 // ping checks that the pool can reach its server, on one of its
 // connections, within the pool's AcquireTimeout.
 func (p *Pool) ping(ctx context.Context) error {
+	if p.closed.Load() {
+		return fmt.Errorf("poolset: pool %s: %w", p.cfg.Name, ErrPoolClosed)
+	}
 	pctx, cancel := context.WithTimeout(ctx, p.pingTimeout())
 	defer cancel()
 	if err := p.db.PingContext(pctx); err != nil {
@@ -228,8 +231,12 @@ func (p *Pool) pingError(ctx, pctx context.Context, err error) error {
 // own outside the pool, closed cleanly before Ping returns: a pool whose
 // connections are all in use, or stuck, does not make a live server look
 // down. It blocks until the server answers, the pool's AcquireTimeout
-// passes, or ctx is done. It is safe for concurrent use.
+// passes, or ctx is done. After Close it returns ErrPoolClosed and opens
+// nothing. It is safe for concurrent use.
 func (p *Pool) Ping(ctx context.Context) error {
+	if p.closed.Load() {
+		return fmt.Errorf("poolset: pool %s: %w", p.cfg.Name, ErrPoolClosed)
+	}
 	pctx, cancel := context.WithTimeout(ctx, p.pingTimeout())
 	defer cancel()
 	err := func() error {

@@ -165,11 +165,20 @@ func (s *Set) Handle(name string) *Handle {
 }
 
 // HandleWithPolicy is Handle with an explicit read policy. The policy of a
-// handle is fixed when it is first created.
+// handle is fixed when it is first created. It panics when name is empty
+// (every connection must be attributed to a repository that says who it
+// is), or when a handle of that name exists with another policy (one
+// repository, one policy): both are mistakes in the code, not in its input.
 func (s *Set) HandleWithPolicy(name string, policy ReadPolicy) *Handle {
+	if name == "" {
+		panic("poolset: Handle: empty repository name")
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if h, ok := s.handles[name]; ok {
+		if h.policy != policy {
+			panic(fmt.Sprintf("poolset: Handle %q: asked with read policy %d, but it was created with %d", name, policy, h.policy))
+		}
 		return h
 	}
 	h := &Handle{set: s, name: name, primary: s.primary.repo(name), policy: policy,

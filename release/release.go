@@ -76,7 +76,8 @@ func (s *Stack) AddTimeout(name string, timeout time.Duration, fn Func) {
 		return
 	}
 	s.mu.Unlock()
-	run(context.Background(), e)
+	var none time.Duration
+	run(context.Background(), e, &none)
 }
 
 // AddCloser registers c.Close, under name, with a timeout of
@@ -119,8 +120,10 @@ func (s *Stack) Released() bool {
 //
 // Release never skips a step: once ctx is done, each remaining step is still
 // started, with a context that is already done, and recorded as timed out
-// unless it returned at once. So Release returns shortly after ctx's deadline
-// however the steps behave, and by then every Func has been started. Without
+// unless it returns within a grace of 250 ms shared by all such steps (time
+// for a pool to say goodbye to its idle connections). So Release returns at
+// most 250 ms after ctx's deadline however the steps behave, and by then
+// every Func has been started. Without
 // a deadline on ctx, Release blocks for at most the sum of the step timeouts.
 //
 // Release is idempotent: the second and later calls, and calls made
@@ -146,8 +149,9 @@ func (s *Stack) Release(ctx context.Context) (*Report, error) {
 
 	start := time.Now()
 	r := &Report{Steps: make([]Step, 0, len(entries))}
+	grace := doneGrace
 	for i := len(entries) - 1; i >= 0; i-- {
-		r.Steps = append(r.Steps, run(ctx, entries[i]))
+		r.Steps = append(r.Steps, run(ctx, entries[i], &grace))
 	}
 	r.Duration = time.Since(start)
 
@@ -156,6 +160,14 @@ func (s *Stack) Release(ctx context.Context) (*Report, error) {
 	return s.report, s.err
 }
 
+// doneGrace is how long, in all, a Release whose ctx is done waits for
+// steps that were started with a done context to return. A step that honours
+// its context still does what costs next to nothing before it returns (a
+// pool says goodbye to its idle connections, and lists and cuts what was
+// held), and a release given a context that was already cancelled, as a
+// service's signal context often is, should not cut those connections.
+const doneGrace = 250 * time.Millisecond
+
 // errStepTimeout is the cause of a step context that passed its own timeout,
 // as opposed to the release context being done.
 var errStepTimeout = errors.New("release: step timeout")
@@ -163,7 +175,10 @@ var errStepTimeout = errors.New("release: step timeout")
 // run runs one step within ctx and its timeout and returns its record. It
 // returns once the step has returned or its context is done; in the second
 // case the step's goroutine ends when e.fn returns.
-func run(ctx context.Context, e entry) Step {
+//
+// When ctx (not the step's own timeout) ended the step's context, run waits
+// a little longer for the step to return, taking the time from grace.
+func run(ctx context.Context, e entry, grace *time.Duration) Step {
 	st := Step{Name: e.name, Timeout: e.timeout}
 	start := time.Now()
 	stepCtx, cancel := context.WithTimeoutCause(ctx, e.timeout, errStepTimeout)
@@ -197,6 +212,17 @@ func run(ctx context.Context, e entry) Step {
 		case err = <-res:
 			returned = true
 		default:
+		}
+		if !returned && ctx.Err() != nil && *grace > 0 {
+			waited := time.Now()
+			t := time.NewTimer(*grace)
+			select {
+			case err = <-res:
+				returned = true
+			case <-t.C:
+			}
+			t.Stop()
+			*grace -= time.Since(waited)
 		}
 	}
 	st.Duration = time.Since(start)
