@@ -54,13 +54,14 @@ var innodbOptions = []string{
 type Instance struct {
 	Name     string // "primary", "replica-1", ...
 	Port     int    // TCP port on 127.0.0.1
-	Dir      string // data directory; the error log is Dir/error.log
+	Dir      string // data directory; the error log is Dir/error.log, the tmpdir Dir+".tmp"
 	Socket   string // unix socket, Dir/mysqld.sock
 	ServerID int    // 1 for the primary, 2, 3, ... for replicas
 
 	bin     string // mariadbd
 	primary bool
 	logPath string
+	tmpDir  string // --tmpdir, of this instance alone (see privateTmpdir)
 
 	life sync.Mutex // serializes Start, Stop and Kill
 	mu   sync.Mutex // guards proc
@@ -429,22 +430,44 @@ func userOptions() []string {
 	return nil
 }
 
-// installTemplate runs mariadb-install-db into dir, which must not exist.
-// root@localhost, root@127.0.0.1 and root@::1 get no password.
+// privateTmpdir creates and returns the temporary directory of the server
+// whose data directory is dir: dir's sibling dir+".tmp". Every mariadbd,
+// the one mariadb-install-db runs included, deletes at startup all files
+// named #sql* in its tmpdir, as temporary tables left by a crash of its
+// own; with the default tmpdir (/tmp) shared, each server the tests start
+// deleted the live temporary tables of every other server on the machine,
+// and a concurrent mariadb-install-db then failed with "Unknown table
+// 'mysql.tmp_user_sys'".
+func privateTmpdir(dir string) (string, error) {
+	tmp := dir + ".tmp"
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return "", err
+	}
+	return tmp, nil
+}
+
+// installTemplate runs mariadb-install-db into dir, which must not exist,
+// with a tmpdir of its own. root@localhost, root@127.0.0.1 and root@::1 get
+// no password.
 func installTemplate(ctx context.Context, installDB, dir string) error {
 	if _, err := os.Stat(dir); err == nil {
 		return fmt.Errorf("poolsettest: install %s: already exists", dir)
 	}
+	tmp, err := privateTmpdir(dir)
+	if err != nil {
+		return fmt.Errorf("poolsettest: install %s: %w", dir, err)
+	}
 	args := append([]string{"--no-defaults"}, userOptions()...)
 	args = append(args,
 		"--datadir="+dir,
+		"--tmpdir="+tmp,
 		"--auth-root-authentication-method=normal",
 		"--skip-test-db",
 	)
 	args = append(args, innodbOptions...)
 	out, err := exec.CommandContext(ctx, installDB, args...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("poolsettest: %s: %w\n%s", filepath.Base(installDB), err, tail(out))
+		return fmt.Errorf("poolsettest: %s: %w\n%s%s", filepath.Base(installDB), err, errorLines(out), tail(out))
 	}
 	return nil
 }
@@ -463,6 +486,10 @@ func (p *Pair) newInstance(name string, id int, primary bool) (*Instance, error)
 	if err != nil {
 		return nil, fmt.Errorf("poolsettest: new %s: %w", name, err)
 	}
+	tmp, err := privateTmpdir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("poolsettest: new %s: %w", name, err)
+	}
 	return &Instance{
 		Name:     name,
 		Port:     port,
@@ -472,6 +499,7 @@ func (p *Pair) newInstance(name string, id int, primary bool) (*Instance, error)
 		bin:      p.bin,
 		primary:  primary,
 		logPath:  filepath.Join(dir, "error.log"),
+		tmpDir:   tmp,
 	}, nil
 }
 
@@ -610,6 +638,7 @@ func (i *Instance) args() []string {
 		"--socket=mysqld.sock",
 		"--pid-file="+filepath.Join(i.Dir, "mariadbd.pid"),
 		"--log-error="+i.logPath,
+		"--tmpdir="+i.tmpDir,
 		"--server-id="+strconv.Itoa(i.ServerID),
 		"--log-bin=mysql-bin",
 		"--binlog-format=ROW",
@@ -683,6 +712,20 @@ func (i *Instance) logTail(offset int64) string {
 		b = b[offset:]
 	}
 	return tail(b)
+}
+
+// errorLines returns the lines of b that report an error, each ending in a
+// newline: a failed mariadb-install-db prints its reason first, above 20
+// lines of advice that tail alone would show.
+func errorLines(b []byte) string {
+	var out strings.Builder
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if bytes.Contains(line, []byte("ERROR")) {
+			out.Write(line)
+			out.WriteByte('\n')
+		}
+	}
+	return out.String()
 }
 
 // tail returns the last 20 lines of b.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -247,4 +249,32 @@ func TestStartPairNoReplicas(t *testing.T) {
 	if err := query(); err != nil {
 		t.Errorf("primary after Start: %v", err)
 	}
+}
+
+// TestInstanceTmpdirPrivate: each instance has a tmpdir of its own, beside
+// its data directory, before and after a restart. With the shared default
+// (/tmp), every mariadbd's startup deleted the other servers' live
+// temporary tables (#sql* files), and a mariadb-install-db running at the
+// same time failed.
+func TestInstanceTmpdirPrivate(t *testing.T) {
+	p := poolsettest.MariaDBPair(t, "", 0)
+	check := func(when string) {
+		t.Helper()
+		var got string
+		if err := open(t, p.Primary.DSN("")).QueryRowContext(t.Context(), "SELECT @@tmpdir").Scan(&got); err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		want := p.Primary.Dir + ".tmp"
+		if filepath.Clean(got) != want || filepath.Clean(got) == filepath.Clean(os.TempDir()) {
+			t.Errorf("%s: got tmpdir %s; want %s (the instance's own)", when, got, want)
+		}
+	}
+	check("started")
+	if err := p.Primary.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Primary.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	check("started again")
 }
