@@ -2,6 +2,8 @@ package poolset
 
 import (
 	"context"
+	"database/sql/driver"
+	"errors"
 	"sync"
 	"time"
 )
@@ -11,6 +13,10 @@ import (
 const DefaultReadYourWritesWait = 100 * time.Millisecond
 
 type causalKey struct{}
+
+// positionUnknown is the position recorded when the primary's could not be
+// read: later reads go to the primary.
+const positionUnknown = "unknown"
 
 // causal holds the replication position of the last write made under one
 // ReadYourWrites context.
@@ -32,14 +38,16 @@ func (c *causal) get() string {
 }
 
 // ReadYourWrites returns a context under which reads see the writes made
-// before them under the same context. A write (Handle.ExecContext, or a
-// transaction's Commit begun with the context) records the primary's
-// replication position; a read through a Reader then waits, up to
-// Config.ReadYourWritesWait, for the chosen read pool to reach it, and goes
-// to the primary if it does not, or if the pools cannot tell positions.
-// Both outcomes are counted per repository. Reads before any write go to a
-// read pool as usual. The context may be shared by goroutines; the last
-// write's position wins. If ctx is already such a context it is returned.
+// before them under the same context. A write (ExecContext on a Handle, or
+// the Commit of a transaction begun with the context) records the
+// primary's replication position; a read through a Reader then waits, up
+// to Config.ReadYourWritesWait, for the chosen read pool to reach it, and
+// goes to the primary if it does not, or if the pools cannot tell
+// positions. Both outcomes are counted per repository. Reads before any
+// write go to a read pool as usual, uncounted. The context may be shared
+// by goroutines; the last write's position wins. If ctx is already such a
+// context it is returned. To carry the position to another request or
+// process, see Set.Token and Set.ReadYourWritesToken.
 func ReadYourWrites(ctx context.Context) context.Context {
 	if causalFrom(ctx) != nil {
 		return ctx
@@ -52,32 +60,23 @@ func causalFrom(ctx context.Context) *causal {
 	return c
 }
 
-// recordPosition stores the primary's position after a write on l, when
-// ctx asks for read-your-writes.
-func (l *lease) recordPosition(ctx context.Context, c *causal) {
-	if c == nil || l.pool.cfg.Position == nil {
-		return
+// positionFrom returns the position of the last write under ctx's
+// ReadYourWrites, or "" when there is none.
+func positionFrom(ctx context.Context) string {
+	if c := causalFrom(ctx); c != nil {
+		return c.get()
 	}
-	pos, err := l.pool.cfg.Position(ctx, l.conn)
-	if err != nil {
-		l.pool.log.Warn("poolset: read the primary's position after a write", "pool", l.pool.cfg.Name, "err", err)
-		c.set("unknown") // later reads go to the primary
-		return
-	}
-	c.set(pos)
+	return ""
 }
 
-// caughtUp reports whether read lease l may serve a read under c: no
-// write yet, or its server reached the last write's position within the
-// wait.
-func (l *lease) caughtUp(ctx context.Context, c *causal, wait time.Duration) bool {
-	pos := c.get()
-	if pos == "" {
-		return true
-	}
-	if pos == "unknown" || l.pool.cfg.WaitPosition == nil {
-		return false
-	}
-	ok, err := l.pool.cfg.WaitPosition(ctx, l.conn, pos, wait)
-	return err == nil && ok
-}
+// noConnector is a driver.Connector that never connects.
+type noConnector struct{}
+
+var errNoConnector = errors.New("poolset: no connection")
+
+func (noConnector) Connect(context.Context) (driver.Conn, error) { return nil, errNoConnector }
+func (noConnector) Driver() driver.Driver                        { return noDriver{} }
+
+type noDriver struct{}
+
+func (noDriver) Open(string) (driver.Conn, error) { return nil, errNoConnector }

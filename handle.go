@@ -6,20 +6,30 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
-	"time"
 )
 
-// Handle is a repository's labelled view of a Set: every connection it takes
-// is counted against the repository's name on the pool it comes from.
-// Statements on a Handle go to the primary; reads that may be stale go
-// through Read. A Handle is cheap, safe for concurrent use, and never opens
-// or closes a pool.
+// Handle is a repository's labelled view of a Set: every connection its
+// statements take is counted against the repository's name on the pool it
+// comes from. Its methods are database/sql's, with database/sql's own
+// types (*sql.Rows, *sql.Row, *sql.Stmt, *sql.Tx, *sql.Conn), so that code
+// written for a *sql.DB runs on it unchanged: sqlc's New(h), GORM's
+// Config.Conn. Statements on a Handle go to the primary; reads that may be
+// stale go through Read. A Handle is cheap, safe for concurrent use, and
+// never opens or closes a pool.
+//
+// The wait for a connection is bounded by the pool's AcquireTimeout
+// (*AcquireTimeoutError names who holds the pool); the statement is
+// bounded only by ctx. What a Handle returns is closed the database/sql
+// way (Rows.Close, Row.Scan, Tx.Commit or Rollback, Stmt.Close,
+// Conn.Close), which gives the connection back and ends its attribution.
 type Handle struct {
 	set     *Set
 	name    string
 	primary *repoStats
 	policy  ReadPolicy
 	reads   []atomic.Pointer[repoStats] // per read pool, set on first use
+	lbl     label                       // the handle's statements
+	roLbl   label                       // its Reader's queries on the primary
 }
 
 // readStats returns h's figures on read pool i, registering h there on
@@ -36,58 +46,108 @@ func (h *Handle) readStats(i int) *repoStats {
 // Name returns the repository name the handle counts against.
 func (h *Handle) Name() string { return h.name }
 
-// ExecContext runs a statement on the primary.
-func (h *Handle) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	h.primary.writes.Store(true)
-	l, err := h.set.primary.acquire(ctx, h.primary, kindExec)
-	if err != nil {
-		return nil, err
+func markReads(rs *repoStats) {
+	if !rs.reads.Load() {
+		rs.reads.Store(true)
 	}
-	defer l.release()
-	h.primary.queries.Add(1)
-	res, err := l.conn.ExecContext(ctx, query, args...)
-	if err == nil {
-		l.recordPosition(ctx, causalFrom(ctx))
-	}
-	return res, err
 }
 
-// QueryContext runs a query on the primary. The returned Rows hold a
-// connection until Next returns false or Close is called.
-func (h *Handle) QueryContext(ctx context.Context, query string, args ...any) (*Rows, error) {
-	h.primary.reads.Store(true)
-	l, err := h.set.primary.acquire(ctx, h.primary, kindRows)
-	if err != nil {
-		return nil, err
+func markWrites(rs *repoStats) {
+	if !rs.writes.Load() {
+		rs.writes.Store(true)
 	}
-	return l.query(ctx, query, args)
+}
+
+// ExecContext runs a statement on the primary. Under ReadYourWrites it then
+// records the primary's replication position, which costs one round trip.
+func (h *Handle) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	markWrites(h.primary)
+	p := h.set.primary
+	ctx, cl := p.enter(ctx, &h.lbl, h.primary)
+	res, err := p.db.ExecContext(ctx, query, args...)
+	return res, p.exit(cl, err)
+}
+
+// QueryContext runs a query on the primary. The rows hold a connection
+// until Next returns false or Close is called.
+func (h *Handle) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	markReads(h.primary)
+	p := h.set.primary
+	ctx, cl := p.enter(ctx, &h.lbl, h.primary)
+	rows, err := p.db.QueryContext(ctx, query, args...)
+	return rows, p.exit(cl, err)
 }
 
 // QueryRowContext runs a query expected to return at most one row on the
 // primary. The connection is held until Scan is called.
-func (h *Handle) QueryRowContext(ctx context.Context, query string, args ...any) *Row {
-	h.primary.reads.Store(true)
-	l, err := h.set.primary.acquire(ctx, h.primary, kindRow)
-	if err != nil {
-		return &Row{err: err}
-	}
-	return l.queryRow(ctx, query, args)
+func (h *Handle) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	markReads(h.primary)
+	p := h.set.primary
+	ctx, cl := p.enter(ctx, &h.lbl, h.primary)
+	return p.row(cl, p.db.QueryRowContext(ctx, query, args...))
 }
 
-// BeginTx starts a transaction on the primary. Transactions always go to
-// the primary, whatever opts says; use Read().BeginTx for a read-only
-// transaction on a read pool.
-func (h *Handle) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) {
-	h.primary.writes.Store(true)
-	l, err := h.set.primary.acquire(ctx, h.primary, kindTx)
-	if err != nil {
+// row ends cl and returns row, or a row with the error exit gives when it
+// differs from the row's own (ErrPoolClosed).
+func (p *Pool) row(cl *call, row *sql.Row) *sql.Row {
+	if err := p.exit(cl, row.Err()); err != nil && err != row.Err() {
+		return errRow(err)
+	}
+	return row
+}
+
+// PrepareContext prepares a statement on the primary. Its executions count
+// against the repository their context names (WithRepo, or a Handle's
+// call), else against this one where the driver can tell (on the
+// connection it was prepared on), else Unattributed.
+func (h *Handle) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	markWrites(h.primary)
+	p := h.set.primary
+	ctx, cl := p.enter(ctx, &h.lbl, h.primary)
+	st, err := p.db.PrepareContext(ctx, query)
+	return st, p.exit(cl, err)
+}
+
+// BeginTx starts a transaction on the primary, whatever opts says; use
+// Read().BeginTx for a read-only transaction on a read pool. Statements in
+// it count against this repository. Under ReadYourWrites, Commit records
+// the primary's position.
+func (h *Handle) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error) {
+	markWrites(h.primary)
+	p := h.set.primary
+	ctx, cl := p.enter(ctx, &h.lbl, h.primary)
+	tx, err := p.db.BeginTx(ctx, opts)
+	return tx, p.exit(cl, err)
+}
+
+// Conn returns a connection of the primary for session work (locks,
+// session variables, temporary tables), counted against this repository
+// until its Close.
+func (h *Handle) Conn(ctx context.Context) (*sql.Conn, error) {
+	markWrites(h.primary)
+	return h.set.primary.conn(ctx, &h.lbl, h.primary)
+}
+
+// conn takes a connection of p for lb's repository rs, and checks it out to
+// rs at once.
+func (p *Pool) conn(ctx context.Context, lb *label, rs *repoStats) (*sql.Conn, error) {
+	ctx, cl := p.enter(ctx, lb, rs)
+	c, err := p.db.Conn(ctx)
+	if err = p.exit(cl, err); err != nil {
 		return nil, err
 	}
-	tx, err := l.beginTx(ctx, opts)
-	if err == nil {
-		tx.causal = causalFrom(ctx)
+	err = c.Raw(func(dc any) error {
+		if cn, ok := dc.(*conn); ok {
+			_, err := cn.checkout(labelOf(ctx), kindConn, nil)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		c.Close()
+		return nil, p.exit(cl, err)
 	}
-	return tx, err
+	return c, nil
 }
 
 // PingContext checks that the primary answers (Pool.Ping): a caller that
@@ -116,275 +176,196 @@ const (
 	FailWithoutReadPool
 )
 
-// Reader runs reads that may be stale on a read pool. Sessions on read
-// pools are read-only, and a read that goes to the primary because no read
-// pool is usable runs in a read-only transaction there, so a write sent
-// through a Reader fails instead of writing, in a set with read pools or
-// without. (SQLite does not enforce read-only transactions; its read pool is
-// only left when closed.) A read whose read
-// pool cannot give a working connection is tried once on the primary
-// (FallbackToPrimary) or fails with ErrNoReadPool (FailWithoutReadPool);
-// either is counted, and the read pool leaves the rotation until its next
-// health check passes.
+// ErrReadView is returned by a Reader's ExecContext: a read view runs no
+// statement meant to write.
+var ErrReadView = errors.New("poolset: ExecContext on a read view (Handle.Read); write through the Handle")
+
+// Reader runs reads that may be stale on a read pool. It has a *sql.DB's
+// methods, so that code written for one (sqlc's New(h.Read())) reads
+// through it. ExecContext always fails with ErrReadView, in a set with read
+// pools or without, so that development and production behave alike.
+// Sessions on read pools are read-only, and a read that goes to the
+// primary runs in a read-only transaction there, so a write sent through a
+// query fails too instead of writing. (SQLite does not enforce read-only
+// transactions.) A read whose read pool cannot give a working connection
+// is tried once on the primary (FallbackToPrimary) or fails with
+// ErrNoReadPool (FailWithoutReadPool); either is counted, and the read pool
+// leaves the rotation until its next health check passes.
 type Reader struct{ h *Handle }
 
+// ExecContext fails with ErrReadView.
+func (r *Reader) ExecContext(context.Context, string, ...any) (sql.Result, error) {
+	return nil, fmt.Errorf("poolset: read by %s: %w", r.h.name, ErrReadView)
+}
+
 // QueryContext runs a query on a read pool.
-func (r *Reader) QueryContext(ctx context.Context, query string, args ...any) (*Rows, error) {
-	return r.query(ctx, kindRows, query, args)
-}
-
-// QueryRowContext runs a query expected to return at most one row on a read
-// pool.
-func (r *Reader) QueryRowContext(ctx context.Context, query string, args ...any) *Row {
-	rows, err := r.query(ctx, kindRow, query, args)
-	if err != nil {
-		return &Row{err: err}
-	}
-	return &Row{rows: rows.Rows, l: rows.l}
-}
-
-// query runs a query on a lease of kind from a read pool, and once more
-// through the fallback when the read pool's connection is broken.
-func (r *Reader) query(ctx context.Context, kind leaseKind, query string, args []any) (*Rows, error) {
-	l, err := r.acquire(ctx, kind)
+func (r *Reader) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	p, lb, rs, err := r.pick(ctx)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := l.query(ctx, query, args)
-	if err != nil && l.pool.role == roleRead && l.pool.isConnError(ctx, err) {
-		l.pool.markDown(err)
-		if l, err = r.fallback(ctx, kind, err); err == nil {
-			return l.query(ctx, query, args)
+	if pos := positionFrom(ctx); pos != "" && p.role == roleRead {
+		c, ok, err := r.caughtUp(ctx, p, lb, rs, pos)
+		if err != nil {
+			return nil, err
 		}
+		if ok {
+			rows, err := c.QueryContext(ctx, query, args...)
+			go c.Close() // returns the connection once the rows are closed
+			return rows, err
+		}
+		p, lb, rs = r.h.set.primary, &r.h.roLbl, r.h.primary
+	}
+	ctx2, cl := p.enter(ctx, lb, rs)
+	rows, err := p.db.QueryContext(ctx2, query, args...)
+	err = p.exit(cl, err)
+	if err != nil && p.role == roleRead && p.isConnError(ctx, err) {
+		p.markDown(err)
+		if p, lb, rs, err = r.fallback(ctx, err); err != nil {
+			return nil, err
+		}
+		ctx2, cl = p.enter(ctx, lb, rs)
+		rows, err = p.db.QueryContext(ctx2, query, args...)
+		err = p.exit(cl, err)
 	}
 	return rows, err
 }
 
-// BeginTx starts a transaction on a read pool, for several reads that must
-// see one snapshot.
-func (r *Reader) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) {
-	l, err := r.acquire(ctx, kindTx)
+// QueryRowContext runs a query expected to return at most one row on a read
+// pool.
+func (r *Reader) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	p, lb, rs, err := r.pick(ctx)
+	if err != nil {
+		return errRow(err)
+	}
+	if pos := positionFrom(ctx); pos != "" && p.role == roleRead {
+		c, ok, err := r.caughtUp(ctx, p, lb, rs, pos)
+		if err != nil {
+			return errRow(err)
+		}
+		if ok {
+			row := c.QueryRowContext(ctx, query, args...)
+			go c.Close() // returns the connection once the row is scanned
+			return row
+		}
+		p, lb, rs = r.h.set.primary, &r.h.roLbl, r.h.primary
+	}
+	ctx2, cl := p.enter(ctx, lb, rs)
+	row := p.db.QueryRowContext(ctx2, query, args...)
+	err = p.exit(cl, row.Err())
+	if err != nil && p.role == roleRead && p.isConnError(ctx, err) {
+		p.markDown(err)
+		if p, lb, rs, err = r.fallback(ctx, err); err != nil {
+			return errRow(err)
+		}
+		ctx2, cl = p.enter(ctx, lb, rs)
+		return p.row(cl, p.db.QueryRowContext(ctx2, query, args...))
+	}
+	if err != nil && err != row.Err() {
+		return errRow(err)
+	}
+	return row
+}
+
+// PrepareContext prepares a statement on a read pool (on the primary when
+// none is usable, as the policy says). The statement stays on that pool.
+func (r *Reader) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	p, lb, rs, err := r.pick(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return l.beginTx(ctx, opts)
+	ctx, cl := p.enter(ctx, lb, rs)
+	st, err := p.db.PrepareContext(ctx, query)
+	return st, p.exit(cl, err)
 }
 
-// acquire borrows a connection from the pool the set routes r's reads to,
-// falling back when a read pool cannot give one.
-func (r *Reader) acquire(ctx context.Context, kind leaseKind) (*lease, error) {
+// BeginTx starts a read-only transaction on a read pool (on the primary
+// when none is usable), for several reads that must see one snapshot.
+func (r *Reader) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error) {
+	p, lb, rs, err := r.pick(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ro := sql.TxOptions{ReadOnly: true}
+	if opts != nil {
+		ro.Isolation = opts.Isolation
+	}
+	if lb.readOnly { // the transaction is read-only already
+		lb = &r.h.lbl
+	}
+	ctx, cl := p.enter(ctx, lb, rs)
+	tx, err := p.db.BeginTx(ctx, &ro)
+	return tx, p.exit(cl, err)
+}
+
+// pick chooses the pool for a read: the usable read pool with the fewest
+// connections in use, else the primary in a read-only transaction, or
+// ErrNoReadPool, as the policy says.
+func (r *Reader) pick(ctx context.Context) (*Pool, *label, *repoStats, error) {
 	p, rs := r.h.set.route(r.h)
-	if p == nil {
-		return r.fallback(ctx, kind, nil)
+	switch {
+	case p == nil:
+		return r.fallback(ctx, nil)
+	case p.role == rolePrimary:
+		return p, &r.h.roLbl, rs, nil
 	}
-	l, err := p.acquire(ctx, rs, kind)
-	if err != nil && p.role == roleRead && ctx.Err() == nil {
-		if !errors.Is(err, ErrAcquireTimeout) {
-			p.markDown(err)
-		}
-		return r.fallback(ctx, kind, err)
-	}
-	// Only a read after a write under the context waits, and is counted.
-	if c := causalFrom(ctx); err == nil && c != nil && c.get() != "" && p.role == roleRead {
-		if !l.caughtUp(ctx, c, r.h.set.rywWait) {
-			l.release()
-			r.h.primary.causalPrimary.Add(1)
-			r.h.primary.reads.Store(true)
-			return readOnly(r.h.set.primary.acquire(ctx, r.h.primary, kind))
-		}
-		rs.causalReplica.Add(1)
-	}
-	return readOnly(l, err)
+	return p, &r.h.lbl, rs, nil
 }
 
-// readOnly marks a lease on the primary that serves a Reader, so that its
-// statements run in a read-only transaction (which costs two round trips
-// more): a write sent through a Reader then fails on the primary as on a
-// read pool's read-only session, in a set without read pools (development)
-// as in one with them (production).
-func readOnly(l *lease, err error) (*lease, error) {
-	if err == nil && l.pool.role == rolePrimary {
-		l.readOnly.Store(true)
-	}
-	return l, err
-}
-
-// fallback serves a read whose read pool is unusable (cause, when a
-// read pool failed it) as h's policy says: on the primary, or with
-// ErrNoReadPool. Either is counted.
-func (r *Reader) fallback(ctx context.Context, kind leaseKind, cause error) (*lease, error) {
+// fallback serves a read whose read pool is unusable (cause, when a read
+// pool failed it) as the policy says: on the primary, in a read-only
+// transaction, or with ErrNoReadPool. Either is counted.
+func (r *Reader) fallback(_ context.Context, cause error) (*Pool, *label, *repoStats, error) {
 	h := r.h
 	if h.policy == FailWithoutReadPool {
 		h.primary.fallbackFails.Add(1)
 		if cause == nil {
-			return nil, fmt.Errorf("poolset: read by %s: %w", h.name, ErrNoReadPool)
+			return nil, nil, nil, fmt.Errorf("poolset: read by %s: %w", h.name, ErrNoReadPool)
 		}
-		return nil, fmt.Errorf("poolset: read by %s: %w: %w", h.name, ErrNoReadPool, cause)
+		return nil, nil, nil, fmt.Errorf("poolset: read by %s: %w: %w", h.name, ErrNoReadPool, cause)
 	}
 	h.primary.fallbacks.Add(1)
-	h.primary.reads.Store(true)
-	return readOnly(h.set.primary.acquire(ctx, h.primary, kind))
+	markReads(h.primary)
+	return h.set.primary, &h.roLbl, h.primary, nil
 }
 
-// queryer returns what l's statements run on: the connection, or for a
-// Reader's lease on the primary a read-only transaction on it, which the
-// lease rolls back when it is released.
-func (l *lease) queryer(ctx context.Context) (interface {
-	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}, error) {
-	if !l.readOnly.Load() {
-		return l.conn, nil
-	}
-	tx, err := l.conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, err
-	}
-	l.setTx(tx)
-	return tx, nil
-}
-
-func (l *lease) query(ctx context.Context, q string, args []any) (*Rows, error) {
-	l.repo.queries.Add(1)
-	qr, err := l.queryer(ctx)
-	if err != nil {
-		l.release()
-		return nil, err
-	}
-	rows, err := qr.QueryContext(ctx, q, args...)
-	if err != nil {
-		l.release()
-		return nil, err
-	}
-	l.setRows(rows)
-	return &Rows{Rows: rows, l: l}, nil
-}
-
-func (l *lease) queryRow(ctx context.Context, q string, args []any) *Row {
-	rows, err := l.query(ctx, q, args)
-	if err != nil {
-		return &Row{err: err}
-	}
-	return &Row{rows: rows.Rows, l: l}
-}
-
-func (l *lease) beginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) {
-	if l.readOnly.Swap(false) { // the transaction is the caller's to end
-		ro := sql.TxOptions{ReadOnly: true}
-		if opts != nil {
-			ro.Isolation = opts.Isolation
+// caughtUp takes a connection of read pool p and waits, up to the set's
+// ReadYourWritesWait, for its server to reach pos. When it does (ok), the
+// read runs on that connection, which the caller closes; else the read
+// goes to the primary. Either is counted.
+func (r *Reader) caughtUp(ctx context.Context, p *Pool, lb *label, rs *repoStats, pos string) (*sql.Conn, bool, error) {
+	h := r.h
+	if pos != positionUnknown && p.cfg.WaitPosition != nil {
+		c, err := p.conn(ctx, lb, rs)
+		if err == nil {
+			ok, werr := p.cfg.WaitPosition(ctx, c, pos, h.set.rywWait)
+			if werr == nil && ok {
+				rs.causalReplica.Add(1)
+				return c, true, nil
+			}
+			c.Close()
 		}
-		opts = &ro
 	}
-	tx, err := l.conn.BeginTx(ctx, opts)
-	if err != nil {
-		l.release()
-		return nil, err
-	}
-	l.repo.txs.Add(1)
-	l.setTx(tx)
-	return &Tx{Tx: tx, l: l}, nil
+	h.primary.causalPrimary.Add(1)
+	markReads(h.primary)
+	return nil, false, nil
 }
 
-// Rows is a *sql.Rows whose connection goes back to its pool, and is
-// counted as returned, when Next returns false or Close is called. Only the
-// first result set is read.
-type Rows struct {
-	*sql.Rows
-	l *lease
+// errRow returns a *sql.Row whose Scan returns err: database/sql returns
+// the error of a context that is done before it takes a connection.
+func errRow(err error) *sql.Row {
+	db := sql.OpenDB(noConnector{}) // never connects; closed before it could
+	defer db.Close()
+	return db.QueryRowContext(&doneCtx{Context: context.Background(), err: err}, "")
 }
 
-// Next prepares the next row for Scan; at the end it closes the rows and
-// returns the connection.
-func (r *Rows) Next() bool {
-	if r.Rows.Next() {
-		return true
-	}
-	r.Close()
-	return false
+// doneCtx is a context that is done, with err.
+type doneCtx struct {
+	context.Context
+	err error
 }
 
-// Close closes the rows and returns the connection. It is idempotent.
-func (r *Rows) Close() error {
-	err := r.Rows.Close()
-	r.l.release()
-	return err
-}
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-// Row is the result of QueryRowContext. Its connection is held until Scan.
-type Row struct {
-	rows *sql.Rows
-	l    *lease
-	err  error
-}
-
-// Err returns the error, if any, met running the query.
-func (r *Row) Err() error { return r.err }
-
-// Scan copies the row's columns into dest and returns the connection. It
-// returns sql.ErrNoRows when the query returned no row.
-func (r *Row) Scan(dest ...any) error {
-	if r.err != nil {
-		return r.err
-	}
-	defer r.l.release()
-	defer r.rows.Close()
-	if !r.rows.Next() {
-		if err := r.rows.Err(); err != nil {
-			return err
-		}
-		return sql.ErrNoRows
-	}
-	if err := r.rows.Scan(dest...); err != nil {
-		return err
-	}
-	return r.rows.Close()
-}
-
-// Tx is a *sql.Tx whose connection goes back to its pool, and is counted as
-// returned, at Commit or Rollback. Statements in it count against the
-// repository that began it.
-type Tx struct {
-	*sql.Tx
-	l      *lease
-	causal *causal // set when begun under ReadYourWrites
-}
-
-// ExecContext runs a statement in the transaction.
-func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	t.l.repo.queries.Add(1)
-	return t.Tx.ExecContext(ctx, query, args...)
-}
-
-// QueryContext runs a query in the transaction.
-func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	t.l.repo.queries.Add(1)
-	return t.Tx.QueryContext(ctx, query, args...)
-}
-
-// QueryRowContext runs a query expected to return at most one row in the
-// transaction.
-func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	t.l.repo.queries.Add(1)
-	return t.Tx.QueryRowContext(ctx, query, args...)
-}
-
-// Commit commits the transaction and returns the connection. Under
-// ReadYourWrites it first records the primary's position, which costs one
-// round trip.
-func (t *Tx) Commit() error {
-	defer t.l.release()
-	err := t.Tx.Commit()
-	if err == nil && t.causal != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		t.l.recordPosition(ctx, t.causal)
-	}
-	return err
-}
-
-// Rollback aborts the transaction and returns the connection. After Commit
-// it returns sql.ErrTxDone and does nothing else.
-func (t *Tx) Rollback() error {
-	defer t.l.release()
-	return t.Tx.Rollback()
-}
+func (c *doneCtx) Done() <-chan struct{} { return closedChan }
+func (c *doneCtx) Err() error            { return c.err }

@@ -8,9 +8,10 @@ import (
 	"time"
 )
 
-// leakWatch logs leases held longer than a threshold. Pools record the
-// acquiring stack when they have one. Its goroutine starts once the set's
-// pools are open and ends when the set's release stops it.
+// leakWatch logs connections held, and prepared statements open, longer than
+// a threshold, with the repository and the stack that took them. Its
+// goroutine starts once the set's pools are open and ends when the set's
+// release stops it.
 type leakWatch struct {
 	threshold time.Duration
 	log       *slog.Logger
@@ -47,55 +48,38 @@ func (w *leakWatch) stop() {
 func (w *leakWatch) scan() {
 	now := time.Now()
 	for _, p := range w.pools {
-		var old []*lease
-		p.mu.Lock()
-		for l := range p.held {
-			if now.Sub(l.start) >= w.threshold && !l.reported.Load() {
-				old = append(old, l)
-			}
-		}
-		p.mu.Unlock()
-		for _, l := range old {
-			if !l.markLeaked() {
+		for _, h := range p.heldNow() {
+			if now.Sub(h.since) < w.threshold || !h.reported.CompareAndSwap(false, true) {
 				continue
 			}
-			w.log.Warn("poolset: connection held past the leak threshold",
-				"pool", p.cfg.Name, "repo", l.repo.name, "kind", l.kind.String(),
-				"held", now.Sub(l.start).Round(time.Millisecond), "threshold", w.threshold,
-				"stack", l.stackString())
+			h.repo.leaks.Add(1)
+			w.log.Warn("poolset: held past the leak threshold",
+				"pool", p.cfg.Name, "repo", h.repo.name, "kind", h.kind.String(),
+				"held", now.Sub(h.since).Round(time.Millisecond), "threshold", w.threshold,
+				"stack", stackString(h.stack))
 		}
 	}
 }
 
-// markLeaked counts l as a leak of its repository, once: it reports
-// whether this call counted it.
-func (l *lease) markLeaked() bool {
-	if !l.reported.CompareAndSwap(false, true) {
-		return false
-	}
-	l.repo.leaks.Add(1)
-	return true
-}
-
-// callers records the stack of the code that takes a connection, skipping
-// poolset's own frames.
+// callers records the stack of the code that takes a connection.
 func callers() []uintptr {
-	pcs := make([]uintptr, 32)
+	pcs := make([]uintptr, 48)
 	n := runtime.Callers(3, pcs)
 	return pcs[:n]
 }
 
-// stackString formats the acquiring stack, one "function file:line" a line,
-// leaving out poolset's own frames. It is empty when leak detection is off.
-func (l *lease) stackString() string {
-	if len(l.stack) == 0 {
+// stackString formats an acquiring stack, one "function file:line" a line,
+// leaving out poolset's and database/sql's own frames, so that the first
+// line is the caller's. It is empty when leak detection is off.
+func stackString(stack []uintptr) string {
+	if len(stack) == 0 {
 		return ""
 	}
 	var b strings.Builder
-	frames := runtime.CallersFrames(l.stack)
+	frames := runtime.CallersFrames(stack)
 	for {
 		f, more := frames.Next()
-		if !strings.HasPrefix(f.Function, "github.com/poolset/poolset.") {
+		if !strings.HasPrefix(f.Function, "github.com/poolset/poolset.") && !strings.HasPrefix(f.Function, "database/sql.") {
 			fmt.Fprintf(&b, "%s %s:%d\n", f.Function, f.File, f.Line)
 		}
 		if !more {

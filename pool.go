@@ -94,11 +94,12 @@ type PoolConfig struct {
 	// HealthInterval is how often Health runs. Default: 250 ms, so that a
 	// failing replica leaves the rotation within about a second.
 	HealthInterval time.Duration
-	// Position, on the primary, returns the replication position that the
-	// connection's last commit reached (MariaDB: @@last_gtid), so that
-	// reads under ReadYourWrites can wait for it. Default: none
-	// (ReadYourWrites reads then go to the primary).
-	Position func(ctx context.Context, conn *sql.Conn) (string, error)
+	// PositionQuery, on the primary, is a query returning, as text, the
+	// replication position that the connection's last commit reached
+	// (MariaDB: SELECT @@last_gtid), so that reads under ReadYourWrites can
+	// wait for it. Default: none (ReadYourWrites reads then go to the
+	// primary).
+	PositionQuery string
 	// WaitPosition, on a read pool, waits up to timeout for the server to
 	// have applied pos and reports whether it did (MariaDB:
 	// MASTER_GTID_WAIT). Default: none (such reads go to the primary).
@@ -147,12 +148,13 @@ type Pool struct {
 	set    *Set // the set the pool belongs to
 	cfg    PoolConfig
 	role   string // "primary" or "read"
+	index  int    // the read pool's place in the set's Reads; -1 for the primary
+	lend   int    // connections lent to statements: MaxOpen, less the health check's
 	db     *sql.DB
 	log    *slog.Logger
 	leaks  *leakWatch
 	closed atomic.Bool
 
-	acquires atomic.Int64
 	timeouts atomic.Int64
 	inUse    atomic.Int64
 	waiting  atomic.Int64
@@ -160,7 +162,8 @@ type Pool struct {
 	mu    sync.Mutex
 	repos map[string]*repoStats
 	order []string
-	held  map[*lease]struct{}
+	conns map[*conn]struct{}
+	stmts map[*stmt]struct{}
 
 	health *health // nil without cfg.Health
 
@@ -168,29 +171,32 @@ type Pool struct {
 	closeErr  error
 }
 
-func openPool(ctx context.Context, s *Set, cfg PoolConfig, role string, log *slog.Logger, leaks *leakWatch) (*Pool, error) {
+func openPool(ctx context.Context, s *Set, cfg PoolConfig, role string, index int, log *slog.Logger, leaks *leakWatch) (*Pool, error) {
 	if cfg.Connector == nil {
 		return nil, fmt.Errorf("poolset: pool %s: no connector", cfg.Name)
 	}
-	db := sql.OpenDB(cfg.Connector)
 	lend := cfg.MaxOpen
 	if cfg.Health != nil && lend > 1 {
 		lend-- // the health check's connection is one of MaxOpen
 	}
-	db.SetMaxOpenConns(lend)
-	db.SetMaxIdleConns(min(cfg.MaxIdle, lend))
-	db.SetConnMaxLifetime(max(cfg.MaxLifetime, 0))
-	db.SetConnMaxIdleTime(max(cfg.MaxIdleTime, 0))
 	p := &Pool{
 		set:   s,
 		cfg:   cfg,
 		role:  role,
-		db:    db,
+		index: index,
+		lend:  lend,
 		log:   log,
 		leaks: leaks,
 		repos: make(map[string]*repoStats),
-		held:  make(map[*lease]struct{}),
+		conns: make(map[*conn]struct{}),
+		stmts: make(map[*stmt]struct{}),
 	}
+	db := sql.OpenDB(&connector{Connector: cfg.Connector, pool: p})
+	db.SetMaxOpenConns(lend)
+	db.SetMaxIdleConns(min(cfg.MaxIdle, lend))
+	db.SetConnMaxLifetime(max(cfg.MaxLifetime, 0))
+	db.SetConnMaxIdleTime(max(cfg.MaxIdleTime, 0))
+	p.db = db
 	return p, nil
 }
 
@@ -284,9 +290,10 @@ func (p *Pool) Name() string { return p.cfg.Name }
 // Config returns the pool's configuration with defaults applied.
 func (p *Pool) Config() PoolConfig { return p.cfg }
 
-// DB returns the underlying *sql.DB, for tools such as migrations that need
-// one. Connections taken through it are not attributed to any repository.
-// Do not close it: the set closes it at release.
+// DB returns the pool's *sql.DB, for code and libraries that take one
+// (sqlx.NewDb, bun.NewDB, ent, migrations). Statements through it count
+// against the repository its context names with WithRepo, or against
+// Unattributed. Do not close it: the set closes it at release.
 func (p *Pool) DB() *sql.DB { return p.db }
 
 // repo returns the counters of repository name on this pool, creating them.
@@ -302,85 +309,106 @@ func (p *Pool) repo(name string) *repoStats {
 	return rs
 }
 
-// acquire borrows a connection for repository rs, waiting at most the pool's
-// acquire timeout within ctx.
-func (p *Pool) acquire(ctx context.Context, rs *repoStats, kind leaseKind) (*lease, error) {
-	if p.closed.Load() {
-		return nil, fmt.Errorf("poolset: pool %s: %w", p.cfg.Name, ErrPoolClosed)
-	}
-	start := time.Now()
-	actx, cancel := ctx, context.CancelFunc(nil)
-	if p.cfg.AcquireTimeout > 0 {
-		actx, cancel = context.WithTimeout(ctx, p.cfg.AcquireTimeout)
-	}
-	p.waiting.Add(1)
-	rs.waiting.Add(1)
-	conn, err := p.db.Conn(actx)
-	rs.waiting.Add(-1)
-	p.waiting.Add(-1)
-	if cancel != nil {
-		cancel()
-	}
-	wait := time.Since(start)
-	rs.waitNanos.Add(int64(wait))
-	if err != nil {
-		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			p.timeouts.Add(1)
-			rs.timeouts.Add(1)
-			return nil, p.timeoutError(wait)
+// statsFor returns the counters of the repository lb names on p.
+func (p *Pool) statsFor(lb *label) *repoStats {
+	if h := lb.h; h != nil {
+		if p.role == rolePrimary {
+			return h.primary
 		}
-		if errors.Is(err, sql.ErrConnDone) || p.closed.Load() {
-			err = ErrPoolClosed
-		}
-		return nil, fmt.Errorf("poolset: acquire on pool %s: %w", p.cfg.Name, err)
+		return h.readStats(p.index)
 	}
-	l := &lease{pool: p, repo: rs, kind: kind, conn: conn, start: time.Now()}
-	if p.leaks != nil {
-		l.stack = callers()
-	}
-	// Registering under p.mu, with the closed check, means Close either
-	// sees this lease or this acquire sees Close.
-	p.mu.Lock()
-	if p.closed.Load() {
-		p.mu.Unlock()
-		conn.Close()
-		return nil, fmt.Errorf("poolset: pool %s: %w", p.cfg.Name, ErrPoolClosed)
-	}
-	p.held[l] = struct{}{}
-	p.acquires.Add(1)
-	p.inUse.Add(1)
-	rs.acquires.Add(1)
-	rs.inUse.Add(1)
-	p.mu.Unlock()
-	return l, nil
+	return p.repo(lb.name)
 }
 
-func (p *Pool) timeoutError(wait time.Duration) error {
-	e := &AcquireTimeoutError{
-		Pool:    p.cfg.Name,
-		Waited:  wait,
-		MaxOpen: p.cfg.MaxOpen,
-		InUse:   int(p.inUse.Load()),
-		Waiting: int(p.waiting.Load()),
-		Holders: map[string]int{},
-	}
+// track and untrack keep the pool's open connections, for the leak watch,
+// the acquire timeout's list of holders, and Close.
+func (p *Pool) track(c *conn) {
 	p.mu.Lock()
-	for l := range p.held {
-		e.Holders[l.repo.name]++
-	}
+	p.conns[c] = struct{}{}
 	p.mu.Unlock()
-	return e
 }
 
-// Close stops new acquisitions, waits up to CloseWait (or until ctx is
-// done) for borrowed connections to come back, logs and closes any still
-// held (with the repository and stack that took them), then closes the
-// *sql.DB, which says goodbye to the server on every idle connection. A
-// read pool's health check under way gets up to two HealthIntervals first
-// (less if ctx ends). Close blocks for at most that, CloseWait and the
-// time the server takes to close. It
-// is idempotent: later calls return the first result. The set calls Close
-// at release; call it yourself only on a pool you opened with OpenPool.
+func (p *Pool) untrack(c *conn) {
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+}
+
+// openConns returns how many of the pool's connections are open on the
+// server: database/sql's count, less those Close closed under a holder.
+func (p *Pool) openConns() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}
+
+func (p *Pool) connList() []*conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cs := make([]*conn, 0, len(p.conns))
+	for c := range p.conns {
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// trackStmt and untrackStmt keep the pool's open prepared statements.
+func (p *Pool) trackStmt(s *stmt) {
+	p.mu.Lock()
+	p.stmts[s] = struct{}{}
+	p.mu.Unlock()
+}
+
+func (p *Pool) untrackStmt(s *stmt) {
+	p.mu.Lock()
+	delete(p.stmts, s)
+	p.mu.Unlock()
+}
+
+// held returns what is held now: each connection checked out, and each
+// prepared statement open, oldest first.
+func (p *Pool) heldNow() []held {
+	var out []held
+	for _, c := range p.connList() {
+		if rs := c.holder.Load(); rs != nil {
+			c.smu.Lock()
+			st := c.stack
+			c.smu.Unlock()
+			out = append(out, held{repo: rs, kind: leaseKind(c.kind.Load()), since: time.Unix(0, c.since.Load()),
+				stack: st, reported: &c.reported, conn: c})
+		}
+	}
+	p.mu.Lock()
+	for s := range p.stmts {
+		out = append(out, held{repo: s.repo, kind: kindStmt, since: s.since, stack: s.stack, reported: &s.reported})
+	}
+	p.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].since.Before(out[j].since) })
+	return out
+}
+
+// held is a connection checked out, or a prepared statement open, as the
+// leak watch and Close report it.
+type held struct {
+	repo     *repoStats
+	kind     leaseKind
+	since    time.Time
+	stack    []uintptr
+	reported *atomic.Bool
+	conn     *conn // nil for a statement
+}
+
+// Close stops new statements, waits up to CloseWait (or until ctx is done)
+// for borrowed connections to come back, logs and closes any still held
+// (with the repository and stack that took them: a *sql.Rows, *sql.Tx or
+// *sql.Conn left open, whose driver connection is closed under it with a
+// goodbye to the server) and lists prepared statements still open, then
+// closes the *sql.DB, which says goodbye to the server on every idle
+// connection and closes the statements. A read pool's health check under
+// way gets up to two HealthIntervals first (less if ctx ends). Close
+// blocks for at most that, CloseWait and the time the server takes to
+// close. It is idempotent: later calls return the first result. The set
+// calls Close at release.
 func (p *Pool) Close(ctx context.Context) error {
 	p.closeOnce.Do(func() {
 		p.mu.Lock()
@@ -399,23 +427,20 @@ func (p *Pool) Close(ctx context.Context) error {
 			}
 			break
 		}
-		var leftover []*lease
-		p.mu.Lock()
-		for l := range p.held {
-			leftover = append(leftover, l)
-		}
-		p.mu.Unlock()
-		sort.Slice(leftover, func(i, j int) bool { return leftover[i].start.Before(leftover[j].start) })
 		var errs []error
-		if len(leftover) > 0 {
+		if leftover := p.heldNow(); len(leftover) > 0 {
 			var names []string
-			for _, l := range leftover {
-				l.markLeaked() // unless the leak watch counted it
+			for _, h := range leftover {
+				if h.reported.CompareAndSwap(false, true) { // unless the leak watch counted it
+					h.repo.leaks.Add(1)
+				}
 				p.log.Warn("poolset: still held at release; closing it",
-					"pool", p.cfg.Name, "repo", l.repo.name, "kind", l.kind.String(),
-					"held", time.Since(l.start).Round(time.Millisecond), "stack", l.stackString())
-				names = append(names, l.repo.name+" "+l.kind.String())
-				l.forceClose()
+					"pool", p.cfg.Name, "repo", h.repo.name, "kind", h.kind.String(),
+					"held", time.Since(h.since).Round(time.Millisecond), "stack", stackString(h.stack))
+				names = append(names, h.repo.name+" "+h.kind.String())
+				if h.conn != nil && !h.conn.forceClose() {
+					errs = append(errs, fmt.Errorf("poolset: pool %s: a %s of %s still running a call: left to close with the pool", p.cfg.Name, h.kind, h.repo.name))
+				}
 			}
 			errs = append(errs, fmt.Errorf("poolset: pool %s: %d still held at release (%s), closed", p.cfg.Name, len(leftover), strings.Join(names, ", ")))
 		}
@@ -440,91 +465,29 @@ func (p *Pool) isConnError(ctx context.Context, err error) bool {
 	return p.cfg.IsConnError != nil && p.cfg.IsConnError(err)
 }
 
-// lease is one borrowed connection, attributed to a repository.
-type lease struct {
-	pool  *Pool
-	repo  *repoStats
-	kind  leaseKind
-	conn  *sql.Conn
-	start time.Time
-	stack []uintptr
-
-	done     atomic.Bool
-	reported atomic.Bool // logged by the leak watch once
-	readOnly atomic.Bool // a Reader's lease on the primary: statements run in a read-only transaction
-
-	mu   sync.Mutex // guards rows and tx for forceClose
-	rows *sql.Rows
-	tx   *sql.Tx
-}
-
-func (l *lease) setRows(r *sql.Rows) { l.mu.Lock(); l.rows = r; l.mu.Unlock() }
-func (l *lease) setTx(t *sql.Tx)     { l.mu.Lock(); l.tx = t; l.mu.Unlock() }
-
-// release gives the connection back; it is idempotent.
-func (l *lease) release() {
-	if !l.done.CompareAndSwap(false, true) {
-		return
-	}
-	hold := time.Since(l.start)
-	if l.readOnly.Load() {
-		l.mu.Lock()
-		tx := l.tx
-		l.mu.Unlock()
-		if tx != nil {
-			tx.Rollback()
-		}
-	}
-	l.conn.Close()
-	p := l.pool
-	p.mu.Lock()
-	delete(p.held, l)
-	p.mu.Unlock()
-	p.inUse.Add(-1)
-	l.repo.inUse.Add(-1)
-	l.repo.holdNanos.Add(int64(hold))
-	for {
-		cur := l.repo.longest.Load()
-		if int64(hold) <= cur || l.repo.longest.CompareAndSwap(cur, int64(hold)) {
-			break
-		}
-	}
-}
-
-// forceClose closes whatever the lease still has open, then releases it. It
-// is safe to call from another goroutine than the holder's.
-func (l *lease) forceClose() {
-	l.mu.Lock()
-	rows, tx := l.rows, l.tx
-	l.mu.Unlock()
-	if rows != nil {
-		rows.Close()
-	}
-	if tx != nil {
-		tx.Rollback()
-	}
-	l.release()
-}
-
+// leaseKind says what holds a connection, for the leak reports.
 type leaseKind uint8
 
 const (
 	kindExec leaseKind = iota
 	kindRows
-	kindRow
 	kindTx
+	kindStmt
+	kindConn
 )
 
 func (k leaseKind) String() string {
 	switch k {
 	case kindRows:
 		return "rows"
-	case kindRow:
-		return "row"
 	case kindTx:
 		return "tx"
+	case kindStmt:
+		return "stmt"
+	case kindConn:
+		return "conn"
 	}
-	return "conn"
+	return "exec"
 }
 
 // repoStats are one repository's counters on one pool.

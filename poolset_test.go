@@ -300,7 +300,7 @@ func TestLeakDetection(t *testing.T) {
 }
 
 // leakRows opens rows through h and returns them unclosed.
-func leakRows(t *testing.T, h *poolset.Handle) *poolset.Rows {
+func leakRows(t *testing.T, h *poolset.Handle) *sql.Rows {
 	rows, err := h.QueryContext(context.Background(), "SELECT id FROM t")
 	if err != nil {
 		t.Fatal(err)

@@ -104,7 +104,7 @@ func Open(ctx context.Context, cfg Config) (*Set, error) {
 	if pc.ReadOnly {
 		return fail(fmt.Errorf("poolset: pool %s: the primary cannot be read-only", pc.Name))
 	}
-	p, err := openPool(ctx, s, pc, rolePrimary, s.log, s.leaks)
+	p, err := openPool(ctx, s, pc, rolePrimary, -1, s.log, s.leaks)
 	if err != nil {
 		return fail(err)
 	}
@@ -118,7 +118,7 @@ func Open(ctx context.Context, cfg Config) (*Set, error) {
 		if !rc.ReadOnly {
 			return fail(fmt.Errorf("poolset: pool %s: a read pool must be read-only", rc.Name))
 		}
-		r, err := openPool(ctx, s, rc, roleRead, s.log, s.leaks)
+		r, err := openPool(ctx, s, rc, roleRead, i, s.log, s.leaks)
 		if err != nil {
 			return fail(err)
 		}
@@ -183,6 +183,8 @@ func (s *Set) HandleWithPolicy(name string, policy ReadPolicy) *Handle {
 	}
 	h := &Handle{set: s, name: name, primary: s.primary.repo(name), policy: policy,
 		reads: make([]atomic.Pointer[repoStats], len(s.reads))}
+	h.lbl = label{h: h, name: name}
+	h.roLbl = label{h: h, name: name, readOnly: true}
 	s.handles[name] = h
 	return h
 }

@@ -80,10 +80,11 @@ func (p *Pool) Stats() PoolStats {
 	st := PoolStats{
 		Name: p.cfg.Name, Role: p.role, Kind: p.cfg.Kind, Address: p.cfg.Address,
 		ReadOnly: p.cfg.ReadOnly, Closed: p.closed.Load(), MaxOpen: p.cfg.MaxOpen,
-		Open: db.OpenConnections, InUse: int(p.inUse.Load()), Idle: db.Idle, Waiting: int(p.waiting.Load()),
+		Open: p.openConns(), InUse: int(p.inUse.Load()), Waiting: int(p.waiting.Load()),
 		WaitCount: db.WaitCount, WaitDuration: db.WaitDuration,
-		Acquires: p.acquires.Load(), Timeouts: p.timeouts.Load(), Healthy: p.usable(),
+		Timeouts: p.timeouts.Load(), Healthy: p.usable(),
 	}
+	st.Idle = max(st.Open-st.InUse, 0)
 	if h := p.health; h != nil {
 		st.Leaves, st.Rejoins = h.leaves.Load(), h.rejoins.Load()
 		if p.cfg.Lag != nil && !st.Closed {
@@ -101,6 +102,7 @@ func (p *Pool) Stats() PoolStats {
 	p.mu.Unlock()
 	for _, rs := range repos {
 		r := rs.snapshot()
+		st.Acquires += r.Acquires
 		if r.Use == "" && r.Fallbacks == 0 && r.FallbackFailures == 0 && r.ReadYourWritesPrimary == 0 {
 			continue
 		}

@@ -80,7 +80,7 @@ func PoolConfig(dsn string, readOnly bool) (poolset.PoolConfig, error) {
 		c := NewReplicaCheck(DefaultMaxLag)
 		pc.Health, pc.Lag, pc.WaitPosition = c.Health, c.Lag, WaitPosition
 	} else {
-		pc.Position = Position
+		pc.PositionQuery = PositionQuery
 	}
 	return pc, nil
 }

@@ -240,16 +240,9 @@ func ReplicaStatus(ctx context.Context, conn *sql.Conn) (map[string]string, erro
 	return all[0], nil
 }
 
-// Position returns the GTID of the last transaction committed on conn's
-// session (MariaDB's @@last_gtid), for poolset's read-your-writes. It
-// fails on servers without it (MySQL), and reads then go to the primary.
-func Position(ctx context.Context, conn *sql.Conn) (string, error) {
-	var pos string
-	if err := conn.QueryRowContext(ctx, "SELECT @@last_gtid").Scan(&pos); err != nil {
-		return "", fmt.Errorf("mysql: last gtid: %w", err)
-	}
-	return pos, nil
-}
+// PositionQuery returns the GTID of the connection's last commit on a
+// MariaDB primary (@@last_gtid), for poolset.PoolConfig.PositionQuery.
+const PositionQuery = "SELECT @@last_gtid"
 
 // WaitPosition waits up to timeout for conn's server to have applied the
 // GTID position pos (MASTER_GTID_WAIT) and reports whether it did.

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-
-	"github.com/poolset/poolset"
 )
 
 // PlaceOrders places a group of valid orders in one transaction, with a
@@ -60,7 +58,7 @@ func (s *Shop) placeGroupOnce(ctx context.Context, orders []Order) ([]Placed, er
 	return out, nil
 }
 
-func (s *Shop) placeGroup(ctx context.Context, tx *poolset.Tx, orders []Order) ([]Placed, error) {
+func (s *Shop) placeGroup(ctx context.Context, tx *sql.Tx, orders []Order) ([]Placed, error) {
 	var orderIDs []any
 	userSet, productSet := map[int64]bool{}, map[int64]bool{}
 	for _, o := range orders {
@@ -123,7 +121,7 @@ func (s *Shop) placeGroup(ctx context.Context, tx *poolset.Tx, orders []Order) (
 	return out, nil
 }
 
-func (s *Shop) existingOrders(ctx context.Context, tx *poolset.Tx, ids []any) (map[string]bool, error) {
+func (s *Shop) existingOrders(ctx context.Context, tx *sql.Tx, ids []any) (map[string]bool, error) {
 	rows, err := tx.QueryContext(ctx, "SELECT id FROM orders WHERE id IN ("+placeholders(len(ids))+")", ids...)
 	if err != nil {
 		return nil, fmt.Errorf("look up order ids: %w", err)
@@ -131,7 +129,7 @@ func (s *Shop) existingOrders(ctx context.Context, tx *poolset.Tx, ids []any) (m
 	return scanSet(rows, func(r *sql.Rows) (string, error) { var id string; err := r.Scan(&id); return id, err })
 }
 
-func (s *Shop) existingUsers(ctx context.Context, tx *poolset.Tx, ids []int64) (map[int64]bool, error) {
+func (s *Shop) existingUsers(ctx context.Context, tx *sql.Tx, ids []int64) (map[int64]bool, error) {
 	rows, err := tx.QueryContext(ctx, "SELECT id FROM users WHERE id IN ("+placeholders(len(ids))+")", int64Args(ids)...)
 	if err != nil {
 		return nil, fmt.Errorf("look up users: %w", err)
@@ -187,7 +185,7 @@ func decide(o Order, userOK bool, products map[int64]Product, taken map[int64]in
 // insertManyTx stores orders and their items with one statement each. An
 // item of an accepted order is stored with its product's price; an item of
 // a rejected one with 0.
-func (r *OrderRepo) insertManyTx(ctx context.Context, tx *poolset.Tx, orders []Order, products map[int64]Product) error {
+func (r *OrderRepo) insertManyTx(ctx context.Context, tx *sql.Tx, orders []Order, products map[int64]Product) error {
 	if len(orders) == 0 {
 		return nil
 	}
@@ -225,7 +223,7 @@ func (r *OrderRepo) insertManyTx(ctx context.Context, tx *poolset.Tx, orders []O
 
 // takeManyTx takes qty[id] from each product's stock with one statement.
 // The rows must be locked and the stock checked.
-func (r *ProductRepo) takeManyTx(ctx context.Context, tx *poolset.Tx, qty map[int64]int64) error {
+func (r *ProductRepo) takeManyTx(ctx context.Context, tx *sql.Tx, qty map[int64]int64) error {
 	if len(qty) == 0 {
 		return nil
 	}

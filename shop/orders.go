@@ -29,7 +29,7 @@ func (r *OrderRepo) Get(ctx context.Context, id string) (Order, error) {
 	return r.getTx(ctx, tx, id)
 }
 
-func (r *OrderRepo) getTx(ctx context.Context, tx *poolset.Tx, id string) (Order, error) {
+func (r *OrderRepo) getTx(ctx context.Context, tx *sql.Tx, id string) (Order, error) {
 	o := Order{ID: id}
 	err := tx.QueryRowContext(ctx, "SELECT user_id, status, reason, total_cents FROM orders WHERE id = ?", id).
 		Scan(&o.UserID, &o.Status, &o.Reason, &o.TotalCents)

@@ -80,7 +80,7 @@ func (r *ProductRepo) Update(ctx context.Context, d ProductDetails) error {
 
 // lockTx reads and locks the products ids (sorted, distinct) inside tx, in
 // id order so that concurrent orders do not deadlock.
-func (r *ProductRepo) lockTx(ctx context.Context, tx *poolset.Tx, ids []int64) (map[int64]Product, error) {
+func (r *ProductRepo) lockTx(ctx context.Context, tx *sql.Tx, ids []int64) (map[int64]Product, error) {
 	q := "SELECT id, name, price_cents, stock FROM " + r.dialect.products() + " WHERE id IN (" + placeholders(len(ids)) + ") ORDER BY id" + r.dialect.forUpdate()
 	rows, err := tx.QueryContext(ctx, q, int64Args(ids)...)
 	if err != nil {

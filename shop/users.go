@@ -46,7 +46,7 @@ func (r *UserRepo) Get(ctx context.Context, id int64) (User, error) {
 }
 
 // existsTx reports whether user id exists, inside tx.
-func (r *UserRepo) existsTx(ctx context.Context, tx *poolset.Tx, id int64) (bool, error) {
+func (r *UserRepo) existsTx(ctx context.Context, tx *sql.Tx, id int64) (bool, error) {
 	var one int
 	err := tx.QueryRowContext(ctx, "SELECT 1 FROM users WHERE id = ?", id).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
