@@ -1,0 +1,150 @@
+package poolset_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/poolset/poolset"
+	"github.com/poolset/poolset/mysql"
+	"github.com/poolset/poolset/poolsettest"
+	"github.com/poolset/poolset/sqlite"
+)
+
+// Shape of BenchmarkPointRead (issue 8, point 4).
+const (
+	benchRows    = 1000 // rows in the users table, seeded once per backend
+	benchClients = 16   // goroutines running queries at once
+	benchMaxOpen = 10   // connections in every pool measured
+)
+
+// queryRower is what each path of BenchmarkPointRead queries through:
+// *sql.DB, *poolset.Handle and *poolset.Reader. The benchmark only calls
+// QueryRowContext(...).Scan(...), which compiles whether the row returned
+// is a *poolset.Row or a *sql.Row.
+type queryRower[R interface{ Scan(...any) error }] interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) R
+}
+
+// BenchmarkPointRead measures point reads by primary key on a bare
+// *sql.DB against the same reads through a Handle (primary) and its Read
+// view (read pool), with 16 goroutines on pools of 10 connections.
+//
+// Paths, per backend:
+//   - bare: a *sql.DB opened on the primary pool's connector, MaxOpen 10;
+//     the baseline for handle.
+//   - handle: set.Handle("users").QueryRowContext, on the primary.
+//   - bare-read: a *sql.DB opened on the read pool's connector, MaxOpen 10;
+//     the baseline for read.
+//   - read: set.Handle("users").Read().QueryRowContext, on the read pool.
+//
+// On SQLite the set's primary is given MaxOpen 10 instead of the one
+// connection sqlite.PoolConfigs gives it (reads under WAL never wait for the
+// writer), so that handle and bare both run on ten connections and the
+// benchmark measures the Handle, not one connection's queue. On MariaDB the
+// read pool's health check is turned off, so that the pool lends all ten
+// connections (with one it lends nine) and nothing else runs on it.
+//
+// ns/op is wall time per query over all goroutines: on a shared machine
+// it moves with the other load, by 10-20% on MariaDB, whose server shares
+// the cores. cpu-ns/op, the benchmark process's own CPU time per query,
+// shows what the Handle adds on the client with less noise.
+//
+//	go test -run '^$' -bench BenchmarkPointRead -benchtime 2s -count 6 .
+//
+// See docs/BENCHMARKS.md for figures and how to compare them.
+func BenchmarkPointRead(b *testing.B) {
+	b.Run("backend=sqlite", func(b *testing.B) {
+		primary, read, err := sqlite.PoolConfigs(filepath.Join(b.TempDir(), "bench.db"), benchMaxOpen)
+		if err != nil {
+			b.Fatal(err)
+		}
+		primary.MaxOpen = benchMaxOpen
+		benchPointRead(b, primary, read, "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+	})
+	b.Run("backend=mariadb", func(b *testing.B) {
+		dsn := poolsettest.MySQLDatabase(b, "poolset_bench_point_read")
+		primary, err := mysql.PoolConfig(dsn, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		read, err := mysql.PoolConfig(dsn, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		primary.MaxOpen, read.MaxOpen = benchMaxOpen, benchMaxOpen
+		read.Health, read.Lag = nil, nil
+		benchPointRead(b, primary, read, "CREATE TABLE users (id INT PRIMARY KEY, name VARCHAR(64) NOT NULL)")
+	})
+}
+
+// benchPointRead opens a set on primary and read, creates and seeds the
+// users table with create, and runs the four paths on it.
+func benchPointRead(b *testing.B, primary, read poolset.PoolConfig, create string) {
+	ctx := context.Background()
+	set, err := poolset.Open(ctx, poolset.Config{Primary: primary, Reads: []poolset.PoolConfig{read}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { set.Release(ctx) })
+	db := set.Primary().DB()
+	if _, err := db.ExecContext(ctx, create); err != nil {
+		b.Fatal(err)
+	}
+	values := make([]string, benchRows)
+	for i := range values {
+		values[i] = fmt.Sprintf("(%d, 'user-%d')", i+1, i+1)
+	}
+	if _, err := db.ExecContext(ctx, "INSERT INTO users (id, name) VALUES "+strings.Join(values, ", ")); err != nil {
+		b.Fatal(err)
+	}
+	users := set.Handle("users")
+	b.Run("path=bare", func(b *testing.B) { runPointReads(b, bareDB(b, primary)) })
+	b.Run("path=handle", func(b *testing.B) { runPointReads(b, users) })
+	b.Run("path=bare-read", func(b *testing.B) { runPointReads(b, bareDB(b, read)) })
+	b.Run("path=read", func(b *testing.B) { runPointReads(b, users.Read()) })
+}
+
+// bareDB opens a *sql.DB on pc's connector, sized as the set sizes pc's
+// pool, and closes it when b ends.
+func bareDB(b *testing.B, pc poolset.PoolConfig) *sql.DB {
+	db := sql.OpenDB(pc.Connector)
+	db.SetMaxOpenConns(benchMaxOpen)
+	db.SetMaxIdleConns(benchMaxOpen)
+	b.Cleanup(func() { db.Close() })
+	return db
+}
+
+// runPointReads runs b.N point reads on q from benchClients goroutines.
+// Besides ns/op and allocs/op it reports cpu-ns/op, the CPU time the
+// benchmark process (not the database server) used per query, where the
+// platform tells it.
+func runPointReads[R interface{ Scan(...any) error }](b *testing.B, q queryRower[R]) {
+	ctx := context.Background()
+	var name string // warm the pool, and check the query, before timing
+	if err := q.QueryRowContext(ctx, "SELECT name FROM users WHERE id = ?", 1).Scan(&name); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetParallelism((benchClients + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	b.ResetTimer()
+	cpu0, cpuOK := processCPU()
+	b.RunParallel(func(pb *testing.PB) {
+		var name string
+		for pb.Next() {
+			id := rand.IntN(benchRows) + 1
+			if err := q.QueryRowContext(ctx, "SELECT name FROM users WHERE id = ?", id).Scan(&name); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	if cpu1, ok := processCPU(); cpuOK && ok {
+		b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
+	}
+}
