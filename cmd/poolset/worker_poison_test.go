@@ -22,6 +22,11 @@ func TestWorkerPoison(t *testing.T) {
 		{"missing fields", `{"id":"p-2"}`, "missing field"},
 		{"negative qty", `{"id":"p-3","user_id":1,"items":[{"product_id":1,"qty":-1}]}`, "qty"},
 		{"zero qty", `{"id":"p-4","user_id":1,"items":[{"product_id":1,"qty":0}]}`, "qty"},
+		// Two ids that differ only in bytes that are not UTF-8: decoded
+		// leniently both were "p-\uFFFD", the first placed and the second
+		// dropped as its duplicate.
+		{"invalid UTF-8", "{\"id\":\"p-\xff\",\"user_id\":1,\"items\":[{\"product_id\":1,\"qty\":1}]}", "not valid UTF-8"},
+		{"other invalid UTF-8", "{\"id\":\"p-\xfe\",\"user_id\":1,\"items\":[{\"product_id\":1,\"qty\":1}]}", "not valid UTF-8"},
 	}
 	rejected := []struct {
 		id, body, reason string
@@ -46,7 +51,7 @@ func TestWorkerPoison(t *testing.T) {
 
 			var msgs []worker.Message
 			for i, m := range invalid {
-				msgs = append(msgs, worker.Message{Subject: worker.SubjectOrderPlaced, ID: fmt.Sprintf("p-%d", i+1), Data: []byte(m.body)})
+				msgs = append(msgs, worker.Message{Subject: worker.SubjectOrderPlaced, ID: fmt.Sprintf("invalid-%d", i+1), Data: []byte(m.body)})
 			}
 			for _, m := range rejected {
 				msgs = append(msgs, worker.Message{Subject: worker.SubjectOrderPlaced, ID: m.id, Data: []byte(m.body)})
