@@ -60,8 +60,12 @@ func TestWorkerPoison(t *testing.T) {
 				o := shop.Order{ID: fmt.Sprintf("g-%d", i+1), UserID: int64(1 + i), Items: []shop.Item{{ProductID: int64(1 + i%100), Qty: 1}}}
 				msgs = append(msgs, worker.Message{Subject: worker.SubjectOrderPlaced, ID: o.ID, Data: worker.EncodeOrder(o)})
 			}
-			if err := conn.Publisher().Publish(ctx, msgs); err != nil {
+			res, err := conn.Publisher().Publish(ctx, msgs)
+			if err != nil {
 				t.Fatalf("publish: %v", err)
+			}
+			if res.Duplicates != 0 {
+				t.Fatalf("publish: got %d messages dropped as duplicates; want none (message ids must differ)", res.Duplicates)
 			}
 
 			w := startWorker(t, d, b, "--exit-when-idle", "2s")
@@ -141,7 +145,7 @@ func TestWorkerPoisonOversized(t *testing.T) {
 	// for the publish's own Nats-Msg-Id header only.
 	body := []byte(strings.Repeat("x", 1<<20-100))
 	msgs := []worker.Message{{Subject: worker.SubjectOrderPlaced, ID: "big", Data: body}}
-	if err := conn.Publisher().Publish(ctx, msgs); err != nil {
+	if _, err := conn.Publisher().Publish(ctx, msgs); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
 
