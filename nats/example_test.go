@@ -30,13 +30,14 @@ func Example() {
 	// Released last, after the source is stopped and deliveries settled.
 	defer b.Close(ctx)
 
-	err = b.Publisher().Publish(ctx, []worker.Message{
+	res, err := b.Publisher().Publish(ctx, []worker.Message{
 		{Subject: worker.SubjectOrderPlaced, ID: "order-1", Data: []byte(`{"order":1}`)},
 		{Subject: worker.SubjectOrderPlaced, ID: "order-1", Data: []byte(`{"order":1}`)}, // a duplicate: stored once
 	})
 	if err != nil {
 		panic(err)
 	}
+	fmt.Printf("stored %d, dropped as duplicates %d\n", res.Stored, res.Duplicates)
 	src, err := b.Source(ctx)
 	if err != nil {
 		panic(err)
@@ -53,6 +54,7 @@ func Example() {
 	pending, err := b.Pending(ctx)
 	fmt.Println("pending:", pending, err)
 	// Output:
+	// stored 1, dropped as duplicates 1
 	// shop.orders.placed {"order":1} 1
 	// pending: 0 <nil>
 }

@@ -127,13 +127,17 @@ func messages(n int, prefix string) []worker.Message {
 	return msgs
 }
 
-func publish(t testing.TB, b *nats.Broker, msgs []worker.Message) {
+// publish publishes msgs through b and returns what the server did with
+// them.
+func publish(t testing.TB, b *nats.Broker, msgs []worker.Message) worker.PublishResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := b.Publisher().Publish(ctx, msgs); err != nil {
+	res, err := b.Publisher().Publish(ctx, msgs)
+	if err != nil {
 		t.Fatal(err)
 	}
+	return res
 }
 
 // fetchN fetches until it has want deliveries, failing after 20s.
@@ -428,16 +432,24 @@ func TestFetchTimeout(t *testing.T) {
 	})
 }
 
+// TestDuplicateID: a message whose ID the stream already holds is
+// confirmed, not stored, and Publish counts it as a duplicate, within one
+// call and across calls.
 func TestDuplicateID(t *testing.T) {
 	eachServer(t, func(t *testing.T, url string) {
 		b := open(t, testOptions(t, url))
 		msgs := messages(3, "m")
 		msgs[1].ID, msgs[2].ID = msgs[0].ID, msgs[0].ID
-		publish(t, b, msgs)
-		publish(t, b, msgs[:1])
-		waitPending(t, b, 1)
+		if got, want := publish(t, b, msgs), (worker.PublishResult{Stored: 1, Duplicates: 2}); got != want {
+			t.Errorf("first Publish: got %+v; want %+v", got, want)
+		}
+		again := append(messages(4, "new"), msgs[0])
+		if got, want := publish(t, b, again), (worker.PublishResult{Stored: 4, Duplicates: 1}); got != want {
+			t.Errorf("second Publish: got %+v; want %+v", got, want)
+		}
+		waitPending(t, b, 5)
 		src := source(t, b)
-		ds := fetchN(t, src, 1)
+		ds := fetchN(t, src, 5)
 		if got, want := string(ds[0].Data()), string(msgs[0].Data); got != want {
 			t.Errorf("Data() = %s; want %s", got, want)
 		}
@@ -479,7 +491,7 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := b.Publisher().Publish(ctx, messages(10, "m")); err != nil {
+		if _, err := b.Publisher().Publish(ctx, messages(10, "m")); err != nil {
 			t.Fatal(err)
 		}
 		src, err := b.Source(ctx)
@@ -636,7 +648,7 @@ func BenchmarkPublish(b *testing.B) {
 		var round int
 		for b.Loop() {
 			round++
-			if err := p.Publish(ctx, messages(n, fmt.Sprint(round))); err != nil {
+			if _, err := p.Publish(ctx, messages(n, fmt.Sprint(round))); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -19,12 +19,15 @@ type Publisher struct {
 // Publish publishes msgs in order without waiting for each one, with
 // Message.ID as the Nats-Msg-Id header (when set), so that the stream
 // stores a message once however often it is published within its
-// duplicate window (2 minutes). At most 4096 publishes of a Broker await
-// the server's acknowledgement at once; Publish waits for room beyond that.
-// It returns once the server has stored every message, or with the first
-// error in order, or when ctx is done. Messages published before an error
-// stay published.
-func (p *Publisher) Publish(ctx context.Context, msgs []worker.Message) error {
+// duplicate window (2 minutes): the server confirms a repeat without
+// storing it, and the result counts it in Duplicates. At most 4096
+// publishes of a Broker await the server's acknowledgement at once;
+// Publish waits for room beyond that. It returns once the server has
+// confirmed every message, or with the first error in order, or when ctx
+// is done. Messages published before an error stay published; the result
+// counts the confirmations received before the error.
+func (p *Publisher) Publish(ctx context.Context, msgs []worker.Message) (worker.PublishResult, error) {
+	var res worker.PublishResult
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for _, m := range msgs {
 		var opts []jetstream.PublishOpt
@@ -33,20 +36,25 @@ func (p *Publisher) Publish(ctx context.Context, msgs []worker.Message) error {
 		}
 		f, err := p.publishAsync(ctx, p.b.subject(m.Subject), m.Data, opts)
 		if err != nil {
-			return fmt.Errorf("nats: publish %s: %w", m.Subject, err)
+			return res, fmt.Errorf("nats: publish %s: %w", m.Subject, err)
 		}
 		futures = append(futures, f)
 	}
 	for i, f := range futures {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			if ack.Duplicate {
+				res.Duplicates++
+			} else {
+				res.Stored++
+			}
 		case err := <-f.Err():
-			return fmt.Errorf("nats: publish %s: %w", msgs[i].Subject, err)
+			return res, fmt.Errorf("nats: publish %s: %w", msgs[i].Subject, err)
 		case <-ctx.Done():
-			return fmt.Errorf("nats: publish: waiting for %d acks: %w", len(futures)-i, ctx.Err())
+			return res, fmt.Errorf("nats: publish: waiting for %d acks: %w", len(futures)-i, ctx.Err())
 		}
 	}
-	return nil
+	return res, nil
 }
 
 // publishAsync publishes one message, waiting while too many publishes are

@@ -20,7 +20,7 @@
 //
 //	src, err := b.Source(ctx) // a worker.Source
 //	...
-//	err = b.Publisher().Publish(ctx, []worker.Message{{Subject: worker.SubjectOrderPlaced, ID: id, Data: body}})
+//	_, err = b.Publisher().Publish(ctx, []worker.Message{{Subject: worker.SubjectOrderPlaced, ID: id, Data: body}})
 //
 // Delivery is at least once. AMQP 0-9-1 does not confirm acks, so an ack
 // sent just before the connection drops can be lost and the message

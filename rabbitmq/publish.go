@@ -32,8 +32,10 @@ func (b *Broker) Publisher() *Publisher { return &Publisher{b: b} }
 // been stored; publishing them again may duplicate them, which consumers
 // detect by ID. While the connection is down, Publish waits, up to ctx, for
 // the reconnect. A message whose routing key no queue is bound to is
-// confirmed and dropped.
-func (p *Publisher) Publish(ctx context.Context, msgs []worker.Message) error {
+// confirmed and dropped. RabbitMQ does not deduplicate: the result's
+// Stored counts every confirmed message, before an error too, and its
+// Duplicates is 0.
+func (p *Publisher) Publish(ctx context.Context, msgs []worker.Message) (worker.PublishResult, error) {
 	out := make([]outgoing, len(msgs))
 	for i, m := range msgs {
 		out[i] = outgoing{key: m.Subject, msg: amqp.Publishing{
@@ -44,7 +46,8 @@ func (p *Publisher) Publish(ctx context.Context, msgs []worker.Message) error {
 			Headers: amqp.Table{headerPublishedAt: time.Now().UnixNano()},
 		}}
 	}
-	return p.b.publish(ctx, p.b.opts.Exchange, out)
+	n, err := p.b.publish(ctx, p.b.opts.Exchange, out)
+	return worker.PublishResult{Stored: n}, err
 }
 
 type outgoing struct {
@@ -53,14 +56,14 @@ type outgoing struct {
 }
 
 // publish publishes msgs to exchange on the confirm channel and waits for
-// every confirm.
-func (b *Broker) publish(ctx context.Context, exchange string, msgs []outgoing) error {
+// every confirm. It returns how many were confirmed, before an error too.
+func (b *Broker) publish(ctx context.Context, exchange string, msgs []outgoing) (confirmed int, err error) {
 	if len(msgs) == 0 {
-		return nil
+		return 0, nil
 	}
 	ch, err := b.confirmChannel(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	type sent struct {
 		i  int
@@ -77,12 +80,13 @@ func (b *Broker) publish(ctx context.Context, exchange string, msgs []outgoing) 
 		case !ok:
 			return fmt.Errorf("rabbitmq: publish to %s: broker nacked message %d of %d (id %q)", exchange, s.i+1, len(msgs), msgs[s.i].msg.MessageId)
 		}
+		confirmed++
 		return nil
 	}
 	for i, m := range msgs {
 		if len(window) == maxOutstanding {
 			if err := wait(window[0]); err != nil {
-				return err
+				return confirmed, err
 			}
 			window = window[1:]
 		}
@@ -92,16 +96,16 @@ func (b *Broker) publish(ctx context.Context, exchange string, msgs []outgoing) 
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("rabbitmq: publish to %s: message %d of %d: %w", exchange, i+1, len(msgs), err)
+			return confirmed, fmt.Errorf("rabbitmq: publish to %s: message %d of %d: %w", exchange, i+1, len(msgs), err)
 		}
 		window = append(window, sent{i, dc})
 	}
 	for _, s := range window {
 		if err := wait(s); err != nil {
-			return err
+			return confirmed, err
 		}
 	}
-	return nil
+	return confirmed, nil
 }
 
 // confirmChannel returns the publisher channel, opening it in confirm mode

@@ -111,8 +111,13 @@ func publish(t *testing.T, b *rabbitmq.Broker, prefix string, n int) []string {
 		}
 		msgs[i] = worker.Message{Subject: subject, ID: ids[i], Data: []byte(ids[i])}
 	}
-	if err := b.Publisher().Publish(context.Background(), msgs); err != nil {
+	res, err := b.Publisher().Publish(context.Background(), msgs)
+	if err != nil {
 		t.Fatalf("Publish: %v", err)
+	}
+	// RabbitMQ does not deduplicate: every confirmed message is stored.
+	if want := (worker.PublishResult{Stored: n}); res != want {
+		t.Fatalf("Publish: got %+v; want %+v", res, want)
 	}
 	return ids
 }
@@ -520,7 +525,7 @@ func TestCloseConcurrentNoLeak(t *testing.T) {
 	if _, err := b.Source(ctx); !errors.Is(err, rabbitmq.ErrClosed) {
 		t.Errorf("Source after Close = %v; want %v", err, rabbitmq.ErrClosed)
 	}
-	if err := b.Publisher().Publish(ctx, []worker.Message{{Subject: worker.SubjectOrderPlaced}}); !errors.Is(err, rabbitmq.ErrClosed) {
+	if _, err := b.Publisher().Publish(ctx, []worker.Message{{Subject: worker.SubjectOrderPlaced}}); !errors.Is(err, rabbitmq.ErrClosed) {
 		t.Errorf("Publish after Close = %v; want %v", err, rabbitmq.ErrClosed)
 	}
 	// Nothing was lost: a new broker sees all 20.
@@ -631,7 +636,7 @@ func TestReconnect(t *testing.T) {
 	// Publishing works again once reconnected.
 	pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	if err := b.Publisher().Publish(pctx, []worker.Message{{Subject: worker.SubjectOrderPlaced, ID: "re-after", Data: []byte("after")}}); err != nil {
+	if _, err := b.Publisher().Publish(pctx, []worker.Message{{Subject: worker.SubjectOrderPlaced, ID: "re-after", Data: []byte("after")}}); err != nil {
 		t.Fatalf("Publish after reconnect: %v", err)
 	}
 	ids = append(ids, "re-after")
@@ -781,7 +786,7 @@ func TestPublishThroughput(t *testing.T) {
 		msgs[i] = worker.Message{Subject: worker.SubjectOrderPlaced, ID: fmt.Sprint(i), Data: []byte(`{"order":12345,"qty":1}`)}
 	}
 	start := time.Now()
-	if err := b.Publisher().Publish(context.Background(), msgs); err != nil {
+	if _, err := b.Publisher().Publish(context.Background(), msgs); err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
 	elapsed := time.Since(start)

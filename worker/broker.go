@@ -73,9 +73,25 @@ type Message struct {
 // Publisher publishes messages.
 type Publisher interface {
 	// Publish publishes msgs in order and returns once the broker has
-	// confirmed every one of them (stored durably), or with the first
-	// error.
-	Publish(ctx context.Context, msgs []Message) error
+	// confirmed every one of them, or with the first error. A confirmed
+	// message is either stored durably or, on a broker that deduplicates
+	// by Message.ID, dropped as a duplicate of one it already holds; the
+	// result counts each. On error it counts the messages confirmed
+	// before the error.
+	Publish(ctx context.Context, msgs []Message) (PublishResult, error)
+}
+
+// PublishResult is what the broker did with the messages of one Publish.
+type PublishResult struct {
+	// Stored is the messages the broker confirmed it stored (RabbitMQ
+	// also confirms, and drops, a message that no queue is bound to
+	// receive).
+	Stored int
+	// Duplicates is the messages the broker confirmed but dropped as
+	// duplicates of an ID it already held (NATS JetStream, within the
+	// stream's duplicate window). It is 0 on a broker without
+	// deduplication (RabbitMQ).
+	Duplicates int
 }
 
 // DeadLetter is a message found in the dead letter, with the reason the

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/poolset/poolset/shop"
 )
@@ -94,10 +95,17 @@ func DecodeUser(data []byte) (shop.User, error) {
 }
 
 // decodeStrict decodes one JSON object into v, refusing unknown fields,
-// trailing data and bodies over MaxMessageSize.
+// trailing data, bodies over MaxMessageSize and bodies that are not valid
+// UTF-8. encoding/json would replace each invalid byte with U+FFFD, so
+// that two ids differing only in their invalid bytes would decode to the
+// same id and the second order would be taken for a duplicate of the
+// first; RFC 8259 (section 8.1) requires UTF-8, so such a body is invalid.
 func decodeStrict(data []byte, v any) error {
 	if len(data) > MaxMessageSize {
 		return invalid("body of %d bytes over the %d-byte limit", len(data), MaxMessageSize)
+	}
+	if !utf8.Valid(data) {
+		return invalid("not valid UTF-8 (first invalid byte at offset %d)", invalidUTF8At(data))
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -107,7 +115,77 @@ func decodeStrict(data []byte, v any) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return invalid("malformed JSON: data after the object")
 	}
+	if at := loneSurrogateAt(data); at >= 0 {
+		return invalid("string escape %s at offset %d is a lone UTF-16 surrogate, not a character", data[at:at+6], at)
+	}
 	return nil
+}
+
+// loneSurrogateAt returns the offset of the first \uXXXX escape in the
+// well-formed JSON data that is a UTF-16 surrogate not in a pair (a high
+// one, D800-DBFF, directly followed by a low one, DC00-DFFF), or -1.
+// encoding/json decodes such an escape to U+FFFD, which would make two
+// different ids one, as invalid UTF-8 bytes would.
+func loneSurrogateAt(data []byte) int {
+	in := false // inside a string
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; {
+		case c == '"':
+			in = !in
+		case c != '\\' || !in:
+		case data[i+1] != 'u':
+			i++ // a one-character escape, such as \" or \\
+		default:
+			r := escapedUnit(data[i:])
+			switch {
+			case r >= 0xD800 && r <= 0xDBFF:
+				if low := escapedUnit(data[i+6:]); low < 0xDC00 || low > 0xDFFF {
+					return i
+				}
+				i += 11
+			case r >= 0xDC00 && r <= 0xDFFF:
+				return i
+			default:
+				i += 5
+			}
+		}
+	}
+	return -1
+}
+
+// escapedUnit returns the code unit of the \uXXXX escape that b starts
+// with, or -1 when b does not start with one.
+func escapedUnit(b []byte) rune {
+	if len(b) < 6 || b[0] != '\\' || b[1] != 'u' {
+		return -1
+	}
+	var r rune
+	for _, c := range b[2:6] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return -1
+		}
+	}
+	return r
+}
+
+// invalidUTF8At returns the offset of the first byte of data that does not
+// start a valid UTF-8 sequence, or len(data) when there is none.
+func invalidUTF8At(data []byte) int {
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size == 1 {
+			return i
+		}
+		i += size
+	}
+	return len(data)
 }
 
 func invalid(format string, args ...any) error {

@@ -139,7 +139,7 @@ func printDemo(w io.Writer, s demoSummary) {
 	fmt.Fprintf(w, "load: %d clients, %d ops in %s = %.0f ops/s, p50 %s, p99 %s\n", l.Clients, l.Ops, l.Elapsed.Round(time.Millisecond), l.OpsPerSec, l.P50.Round(time.Microsecond), l.P99.Round(time.Microsecond))
 	fmt.Fprintf(w, "      %d user reads, %d product reads, %d orders (%d accepted, %d rejected), %d errors\n", l.UserReads, l.ProductReads, l.Orders, l.Accepted, l.Rejected, l.Errors)
 	if p := s.Published; p != nil {
-		fmt.Fprintf(w, "published: %d orders in %s (%.0f/s), each confirmed by the broker\n", p.Orders, p.Elapsed.Round(time.Millisecond), p.PerSec)
+		fmt.Fprintf(w, "published: %d orders in %s (%.0f/s): %s\n", p.Orders, p.Elapsed.Round(time.Millisecond), p.PerSec, p.stored())
 	}
 	if ws := s.Worker; ws != nil {
 		fmt.Fprintf(w, "worker: received %d · acked %d (accepted %d, rejected %d, duplicate %d) · nak'ed %d · dead-lettered %d · abandoned %d · %.0f messages/s\n",

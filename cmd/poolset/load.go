@@ -27,10 +27,27 @@ func loadFlags(fs *flag.FlagSet) (*orderGen, *int) {
 
 // loadResult is what load prints.
 type loadResult struct {
-	Orders        int           `json:"orders"`
-	Registrations int           `json:"registrations"`
-	Elapsed       time.Duration `json:"elapsed_ns"`
-	PerSec        float64       `json:"orders_per_sec"`
+	Orders        int `json:"orders"`
+	Registrations int `json:"registrations"`
+	// Messages is Orders + Registrations: the messages published.
+	Messages int `json:"messages"`
+	// Stored is the messages the broker confirmed it stored.
+	Stored int `json:"stored"`
+	// Duplicates is the messages the broker confirmed but dropped as
+	// duplicates of ids it already held: on NATS, ids published within
+	// the stream's duplicate window (2 minutes by default).
+	Duplicates int           `json:"duplicates"`
+	Elapsed    time.Duration `json:"elapsed_ns"`
+	PerSec     float64       `json:"orders_per_sec"`
+}
+
+// stored says what the broker did with the messages of r.
+func (r loadResult) stored() string {
+	if r.Duplicates == 0 && r.Stored == r.Messages {
+		return fmt.Sprintf("all %d messages stored, each confirmed by the broker", r.Messages)
+	}
+	return fmt.Sprintf("%d of %d messages stored, %d dropped by the broker as duplicates of ids it already held (publish with another --prefix or --start for new orders)",
+		r.Stored, r.Messages, r.Duplicates)
 }
 
 func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
@@ -65,8 +82,8 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	if cfg.JSON {
 		return json.NewEncoder(stdout).Encode(map[string]any{"command": "load", "broker": b.Address(), "result": res})
 	}
-	fmt.Fprintf(stdout, "load: published %d orders and %d registrations to %s in %s (%.0f orders/s), each confirmed by the broker\n",
-		res.Orders, res.Registrations, b.Address(), res.Elapsed.Round(time.Millisecond), res.PerSec)
+	fmt.Fprintf(stdout, "load: published %d orders and %d registrations to %s in %s (%.0f orders/s): %s\n",
+		res.Orders, res.Registrations, b.Address(), res.Elapsed.Round(time.Millisecond), res.PerSec, res.stored())
 	return nil
 }
 
@@ -75,6 +92,8 @@ const publishBatch = 1000
 
 // publishOrders publishes orders Start..Start+count-1 of g (with their
 // registrations), at most rate a second when rate > 0, counting in done.
+// The result counts what the broker stored and what it dropped as
+// duplicates, up to an error too.
 func publishOrders(ctx context.Context, pub worker.Publisher, g orderGen, count int, rate float64, done *atomic.Int64) (loadResult, error) {
 	start := time.Now()
 	res := loadResult{}
@@ -84,7 +103,10 @@ func publishOrders(ctx context.Context, pub worker.Publisher, g orderGen, count 
 		if len(batch) == 0 {
 			return nil
 		}
-		if err := pub.Publish(ctx, batch); err != nil {
+		r, err := pub.Publish(ctx, batch)
+		res.Stored += r.Stored
+		res.Duplicates += r.Duplicates
+		if err != nil {
 			return fmt.Errorf("load: publish: %w", err)
 		}
 		batch = batch[:0]
@@ -98,6 +120,7 @@ func publishOrders(ctx context.Context, pub worker.Publisher, g orderGen, count 
 	for n := g.Start; n < g.Start+count; n++ {
 		msgs, reg := g.messages(n)
 		batch = append(batch, msgs...)
+		res.Messages += len(msgs)
 		sent++
 		res.Orders++
 		if reg {

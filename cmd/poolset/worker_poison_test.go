@@ -22,6 +22,11 @@ func TestWorkerPoison(t *testing.T) {
 		{"missing fields", `{"id":"p-2"}`, "missing field"},
 		{"negative qty", `{"id":"p-3","user_id":1,"items":[{"product_id":1,"qty":-1}]}`, "qty"},
 		{"zero qty", `{"id":"p-4","user_id":1,"items":[{"product_id":1,"qty":0}]}`, "qty"},
+		// Two ids that differ only in bytes that are not UTF-8: decoded
+		// leniently both were "p-\uFFFD", the first placed and the second
+		// dropped as its duplicate.
+		{"invalid UTF-8", "{\"id\":\"p-\xff\",\"user_id\":1,\"items\":[{\"product_id\":1,\"qty\":1}]}", "not valid UTF-8"},
+		{"other invalid UTF-8", "{\"id\":\"p-\xfe\",\"user_id\":1,\"items\":[{\"product_id\":1,\"qty\":1}]}", "not valid UTF-8"},
 	}
 	rejected := []struct {
 		id, body, reason string
@@ -46,7 +51,7 @@ func TestWorkerPoison(t *testing.T) {
 
 			var msgs []worker.Message
 			for i, m := range invalid {
-				msgs = append(msgs, worker.Message{Subject: worker.SubjectOrderPlaced, ID: fmt.Sprintf("p-%d", i+1), Data: []byte(m.body)})
+				msgs = append(msgs, worker.Message{Subject: worker.SubjectOrderPlaced, ID: fmt.Sprintf("invalid-%d", i+1), Data: []byte(m.body)})
 			}
 			for _, m := range rejected {
 				msgs = append(msgs, worker.Message{Subject: worker.SubjectOrderPlaced, ID: m.id, Data: []byte(m.body)})
@@ -55,8 +60,12 @@ func TestWorkerPoison(t *testing.T) {
 				o := shop.Order{ID: fmt.Sprintf("g-%d", i+1), UserID: int64(1 + i), Items: []shop.Item{{ProductID: int64(1 + i%100), Qty: 1}}}
 				msgs = append(msgs, worker.Message{Subject: worker.SubjectOrderPlaced, ID: o.ID, Data: worker.EncodeOrder(o)})
 			}
-			if err := conn.Publisher().Publish(ctx, msgs); err != nil {
+			res, err := conn.Publisher().Publish(ctx, msgs)
+			if err != nil {
 				t.Fatalf("publish: %v", err)
+			}
+			if res.Duplicates != 0 {
+				t.Fatalf("publish: got %d messages dropped as duplicates; want none (message ids must differ)", res.Duplicates)
 			}
 
 			w := startWorker(t, d, b, "--exit-when-idle", "2s")
@@ -136,7 +145,7 @@ func TestWorkerPoisonOversized(t *testing.T) {
 	// for the publish's own Nats-Msg-Id header only.
 	body := []byte(strings.Repeat("x", 1<<20-100))
 	msgs := []worker.Message{{Subject: worker.SubjectOrderPlaced, ID: "big", Data: body}}
-	if err := conn.Publisher().Publish(ctx, msgs); err != nil {
+	if _, err := conn.Publisher().Publish(ctx, msgs); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
 

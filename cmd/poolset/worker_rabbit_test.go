@@ -139,7 +139,7 @@ func TestWorkerDeadLetterRefusedRabbit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	msg := worker.Message{Subject: worker.SubjectOrderPlaced, ID: "refused-1", Data: []byte(`{"id":`)}
-	if err := conn.Publisher().Publish(ctx, []worker.Message{msg}); err != nil {
+	if _, err := conn.Publisher().Publish(ctx, []worker.Message{msg}); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
 
