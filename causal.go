@@ -3,7 +3,12 @@ package poolset
 import (
 	"context"
 	"database/sql/driver"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"hash/crc32"
+	"strings"
 	"sync"
 	"time"
 )
@@ -80,3 +85,79 @@ func (noConnector) Driver() driver.Driver                        { return noDriv
 type noDriver struct{}
 
 func (noDriver) Open(string) (driver.Conn, error) { return nil, errNoConnector }
+
+// Read-your-writes across requests and processes. Within one context the
+// position of the last write travels in the context; to carry it to a later
+// request (a cookie, a header) or another process, Token turns it into a
+// string and ReadYourWritesToken turns the string back into a context.
+
+// ErrBadToken is wrapped by ReadYourWritesToken's error for a token that is
+// malformed, damaged, or made by a set on another primary.
+var ErrBadToken = errors.New("poolset: bad read-your-writes token")
+
+// tokenPrefix starts every token, and names its version.
+const tokenPrefix = "rw1."
+
+// Token returns an opaque token for the position of the last write made
+// under ctx's ReadYourWrites (see ReadYourWrites), for a client to hand back
+// with a later request: ReadYourWritesToken then makes that request's reads
+// see the write. It is "" when no write was made under ctx. A token holds
+// the primary's replication position and the primary it came from (its
+// kind and address, without user or password), with a checksum; it is not
+// secret and not signed: a client that forges one can only make its own
+// reads wait or go to the primary.
+func (s *Set) Token(ctx context.Context) string {
+	pos := positionFrom(ctx)
+	if pos == "" {
+		return ""
+	}
+	body := s.tokenScope() + "\x00" + pos
+	sum := crc32.ChecksumIEEE([]byte(body))
+	b := binary.BigEndian.AppendUint32([]byte(body), sum)
+	return tokenPrefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// ReadYourWritesToken returns a ReadYourWrites context whose reads see the
+// write token names, in this process or any other on the same primary: the
+// first read waits on its read pool for that position, as after a write
+// under the context itself. An empty token gives a plain ReadYourWrites
+// context. A malformed or damaged token, or one made by a set on another
+// primary, is an error wrapping ErrBadToken, never a wrong read.
+func (s *Set) ReadYourWritesToken(ctx context.Context, token string) (context.Context, error) {
+	if token == "" {
+		return ReadYourWrites(ctx), nil
+	}
+	raw, ok := strings.CutPrefix(token, tokenPrefix)
+	if !ok {
+		return nil, fmt.Errorf("%w: not a poolset token", ErrBadToken)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(raw)
+	if err != nil || len(b) < 5 {
+		return nil, fmt.Errorf("%w: malformed", ErrBadToken)
+	}
+	body, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
+	if crc32.ChecksumIEEE(body) != sum {
+		return nil, fmt.Errorf("%w: damaged (checksum)", ErrBadToken)
+	}
+	scope, pos, ok := strings.Cut(string(body), "\x00")
+	if !ok || pos == "" {
+		return nil, fmt.Errorf("%w: malformed", ErrBadToken)
+	}
+	if scope != s.tokenScope() {
+		return nil, fmt.Errorf("%w: made for another primary (%s, not %s)", ErrBadToken, scope, s.tokenScope())
+	}
+	c := &causal{}
+	c.set(pos)
+	return context.WithValue(ctx, causalKey{}, c), nil
+}
+
+// tokenScope names the set's primary in its tokens: its kind and address,
+// without the user.
+func (s *Set) tokenScope() string {
+	cfg := s.primary.cfg
+	addr := cfg.Address
+	if i := strings.LastIndex(addr, "@"); i >= 0 {
+		addr = addr[i+1:]
+	}
+	return cfg.Kind + ":" + addr
+}

@@ -464,10 +464,67 @@ func TestReplicaRouting(t *testing.T) {
 			}
 		})
 
+		// A token made in one request is read in another (a context of its
+		// own) and by another set on the same servers (as another process
+		// would): both see the write the replica has not applied.
+		var token string
+		t.Run("a token carries the write to another request and another set", func(t *testing.T) {
+			wctx := poolset.ReadYourWrites(ctx)
+			insert(wctx, 2006)
+			token = s.Token(wctx)
+			if token == "" {
+				t.Fatal("token after a write: got empty")
+			}
+			if s.Token(poolset.ReadYourWrites(ctx)) != "" {
+				t.Error("token of a context with no write: got one; want empty")
+			}
+			p0 := rywPrimary()
+			rctx, err := s.ReadYourWritesToken(context.Background(), token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantUser(rctx, 2006)
+			if got := rywPrimary(); got != p0+1 {
+				t.Errorf("ReadYourWritesPrimary: got %d; want %d (the replica is behind)", got, p0+1)
+			}
+			other, _ := openReplicaSet(t, pair, pair.Replicas, func(c *poolset.Config) { c.Reads[0].Health = nil })
+			octx, err := other.ReadYourWritesToken(context.Background(), token)
+			if err != nil {
+				t.Fatalf("token in another set: %v", err)
+			}
+			if name, err := readUser(octx, other.Handle("users"), 2006); err != nil || name != "user-2006" {
+				t.Errorf("read in another set: got %q, %v; want user-2006", name, err)
+			}
+			if _, err := readUser(ctx, other.Handle("users"), 2006); !errors.Is(err, sql.ErrNoRows) {
+				t.Errorf("plain read in another set: got %v; want sql.ErrNoRows (the replica is behind, so the token made the difference)", err)
+			}
+			for _, bad := range []string{"nonsense", "rw1.!!!", token[:len(token)-2], token + "AA", "rw1." + token[5:]} {
+				if _, err := s.ReadYourWritesToken(ctx, bad); !errors.Is(err, poolset.ErrBadToken) {
+					t.Errorf("token %q: got %v; want ErrBadToken", bad, err)
+				}
+			}
+			foreign := openSQLite(t, poolset.Config{})
+			if _, err := foreign.ReadYourWritesToken(ctx, token); !errors.Is(err, poolset.ErrBadToken) || !strings.Contains(err.Error(), "another primary") {
+				t.Errorf("token on a set of another primary: got %v; want ErrBadToken naming another primary", err)
+			}
+		})
+
 		if err := replica.StartSQLThread(ctx); err != nil {
 			t.Fatal(err)
 		}
 		replicaCaughtUp(t, pair, replica)
+
+		t.Run("a token read on a caught-up replica", func(t *testing.T) {
+			r0 := rywReplica()
+			rctx, err := s.ReadYourWritesToken(context.Background(), token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantUser(rctx, 2006)
+			if got := rywReplica(); got != r0+1 {
+				t.Errorf("ReadYourWritesReplica: got %d; want %d", got, r0+1)
+			}
+		})
 
 		t.Run("caught-up replica serves read-your-writes", func(t *testing.T) {
 			wantUser(ctx, 2001) // no longer stale
