@@ -2,6 +2,7 @@ package poolset_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"net"
 	"strings"
@@ -177,4 +178,67 @@ func TestOpenServerThatDoesNotAnswer(t *testing.T) {
 		strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("Open: got %v; want the server that did not answer and the time, no password", err)
 	}
+}
+
+// TestLeakEveryKind: a *sql.Rows, *sql.Tx, *sql.Stmt and *sql.Conn, each
+// left open by a repository of its own: the leak watch names each with its
+// repository and the function that took it; release lists and closes them,
+// and the server counts no aborted client.
+func TestLeakEveryKind(t *testing.T) {
+	ctx := context.Background()
+	poolsettest.LockServer(t, poolsettest.SharedServers)
+	admin := adminDB(t)
+	aborted0 := poolsettest.Steady(func() int64 { return status(t, admin, "Aborted_clients") })
+	log, logs := newLogger()
+	primary, _, _ := mariaDBConfigs(t, "poolset_t_leak_kinds")
+	s, err := poolset.Open(ctx, poolset.Config{Primary: primary, LeakThreshold: 50e6, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, tx, st, conn := leakEveryKind(t, s)
+	_, _, _, _ = rows, tx, st, conn
+	want := []string{"repo=rows-repo kind=rows", "repo=tx-repo kind=tx", "repo=stmt-repo kind=stmt", "repo=conn-repo kind=conn", "leakEveryKind"}
+	eventuallyTrue(t, "every leak logged", func() bool {
+		out := logs.String()
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				return false
+			}
+		}
+		return true
+	})
+	report, err := s.Release(ctx)
+	if err == nil || !strings.Contains(err.Error(), "4 still held at release") {
+		t.Errorf("release: got %v; want the four listed\n%s", err, report)
+	}
+	if err := tx.Commit(); !errors.Is(err, poolset.ErrPoolClosed) {
+		t.Errorf("commit of a transaction closed at release: got %v; want ErrPoolClosed", err)
+	}
+	rows.Close()
+	st.Close()
+	conn.Close()
+	if got := poolsettest.Steady(func() int64 { return status(t, admin, "Aborted_clients") }); got != aborted0 {
+		t.Errorf("Aborted_clients: got %d; want %d (unchanged)", got, aborted0)
+	}
+}
+
+func leakEveryKind(t *testing.T, s *poolset.Set) (*sql.Rows, *sql.Tx, *sql.Stmt, *sql.Conn) {
+	ctx := context.Background()
+	rows, err := s.Handle("rows-repo").QueryContext(ctx, "SELECT 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := s.Handle("tx-repo").BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Handle("stmt-repo").PrepareContext(ctx, "SELECT ?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := s.Handle("conn-repo").Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows, tx, st, conn
 }
