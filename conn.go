@@ -601,7 +601,10 @@ func (s *stmt) Close() error {
 
 func (s *stmt) NumInput() int { return s.inner.NumInput() }
 
-func (s *stmt) use(ctx context.Context, kind leaseKind) error {
+// run checks the connection out for one execution of the statement,
+// counts it, and runs f with c.mu held, unless the connection was closed at
+// release.
+func (s *stmt) run(ctx context.Context, kind leaseKind, f func() error) error {
 	rs, err := s.c.checkout(labelOf(ctx), kind, s.repo)
 	if err != nil {
 		return err
@@ -609,7 +612,12 @@ func (s *stmt) use(ctx context.Context, kind leaseKind) error {
 	if rs != nil {
 		rs.queries.Add(1)
 	}
-	return nil
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	if s.c.closed {
+		return driver.ErrBadConn
+	}
+	return f()
 }
 
 func (s *stmt) Exec(args []driver.Value) (driver.Result, error) {
@@ -620,48 +628,42 @@ func (s *stmt) Query(args []driver.Value) (driver.Rows, error) {
 	return s.QueryContext(context.Background(), named(args))
 }
 
-func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	if err := s.use(ctx, kindExec); err != nil {
-		return nil, err
-	}
-	s.c.mu.Lock()
-	defer s.c.mu.Unlock()
-	if s.c.closed {
-		return nil, driver.ErrBadConn
-	}
-	if ex, ok := s.inner.(driver.StmtExecContext); ok {
-		return ex.ExecContext(ctx, args)
-	}
-	vs, err := values(args)
-	if err != nil {
-		return nil, err
-	}
-	return s.inner.Exec(vs) //nolint:staticcheck // the driver has nothing newer
+func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (res driver.Result, err error) {
+	err = s.run(ctx, kindExec, func() error {
+		if ex, ok := s.inner.(driver.StmtExecContext); ok {
+			res, err = ex.ExecContext(ctx, args)
+			return err
+		}
+		vs, err := values(args)
+		if err == nil {
+			res, err = s.inner.Exec(vs) //nolint:staticcheck // the driver has nothing newer
+		}
+		return err
+	})
+	return res, err
 }
 
 func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	if err := s.use(ctx, kindRows); err != nil {
-		return nil, err
-	}
-	s.c.mu.Lock()
-	defer s.c.mu.Unlock()
-	if s.c.closed {
-		return nil, driver.ErrBadConn
-	}
 	var r driver.Rows
-	var err error
-	if q, ok := s.inner.(driver.StmtQueryContext); ok {
-		r, err = q.QueryContext(ctx, args)
-	} else {
-		var vs []driver.Value
-		if vs, err = values(args); err == nil {
-			r, err = s.inner.Query(vs) //nolint:staticcheck // the driver has nothing newer
+	err := s.run(ctx, kindRows, func() error {
+		var err error
+		if q, ok := s.inner.(driver.StmtQueryContext); ok {
+			r, err = q.QueryContext(ctx, args)
+		} else {
+			var vs []driver.Value
+			if vs, err = values(args); err == nil {
+				r, err = s.inner.Query(vs) //nolint:staticcheck // the driver has nothing newer
+			}
 		}
-	}
+		if err == nil {
+			r = s.c.newRows(r, nil)
+		}
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	return s.c.newRows(r, nil), nil
+	return r, nil
 }
 
 func (s *stmt) CheckNamedValue(nv *driver.NamedValue) error {
