@@ -83,6 +83,18 @@ func (i *Instance) DSN(db string) string {
 	return fmt.Sprintf("root@tcp(127.0.0.1:%d)/%s", i.Port, db)
 }
 
+// Pid returns the process id of the running mariadbd, or 0 when it is not
+// running: for stopping it with SIGSTOP by hand (see Pause).
+func (i *Instance) Pid() int {
+	i.mu.Lock()
+	p := i.proc
+	i.mu.Unlock()
+	if p == nil || p.exited() {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Running reports whether the instance's mariadbd process has been started
 // and has not exited.
 func (i *Instance) Running() bool {

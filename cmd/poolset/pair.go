@@ -17,7 +17,7 @@ import (
 func cmdPair(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newCommandFlags("pair", stdout)
 	dir := fs.String("dir", "./poolset-pair", "directory for the servers' data (removed first)")
-	replicas := fs.Int("replicas", 1, "number of replicas")
+	replicas := fs.Int("replicas", 1, "number of replicas (0: a primary alone)")
 	db := fs.String("db", "poolset", "database to create on the primary")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -25,8 +25,8 @@ func cmdPair(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if fs.NArg() > 0 {
 		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
 	}
-	if *replicas < 1 {
-		return usagef("--replicas: must be at least 1")
+	if *replicas < 0 {
+		return usagef("--replicas: must be 0 or more (0: a primary alone, to stop or pause by hand)")
 	}
 	abs, err := filepath.Abs(*dir)
 	if err != nil {
@@ -42,11 +42,14 @@ func cmdPair(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("pair: %w", err)
 	}
 	defer p.Stop()
-	fmt.Fprintf(stdout, "primary:   %s\n", p.Primary.DSN(*db))
+	fmt.Fprintf(stdout, "primary:   %s (pid %d)\n", p.Primary.DSN(*db), p.Primary.Pid())
 	for _, r := range p.Replicas {
-		fmt.Fprintf(stdout, "%s: %s\n", r.Name, r.DSN(*db))
+		fmt.Fprintf(stdout, "%s: %s (pid %d)\n", r.Name, r.DSN(*db), r.Pid())
 	}
-	fmt.Fprintf(stdout, "\ntry: poolset demo --mysql '%s' --replica '%s'\nCtrl-C stops the servers.\n", p.Primary.DSN(*db), p.Replicas[0].DSN(*db))
+	if len(p.Replicas) > 0 {
+		fmt.Fprintf(stdout, "\ntry: poolset demo --mysql '%s' --replica '%s'\n", p.Primary.DSN(*db), p.Replicas[0].DSN(*db))
+	}
+	fmt.Fprintf(stdout, "Ctrl-C stops the servers.\n")
 	<-ctx.Done()
 	return p.Stop()
 }
