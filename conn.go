@@ -163,8 +163,24 @@ func (c *conn) use(ctx context.Context, kind leaseKind) (*label, error) {
 	}
 	if rs != nil {
 		rs.queries.Add(1)
+		markUse(lb, rs, kind == kindExec)
 	}
 	return lb, nil
+}
+
+// markUse records that the repository rs read or wrote, for a statement
+// not run through a Handle (whose methods record it themselves): one under
+// WithRepo or Unattributed, through a pool's *sql.DB. Without it such a
+// repository would be counted but left out of Stats and Tree.
+func markUse(lb *label, rs *repoStats, write bool) {
+	if lb != nil && lb.h != nil {
+		return
+	}
+	if write {
+		markWrites(rs)
+	} else {
+		markReads(rs)
+	}
 }
 
 // Prepare implements driver.Conn; database/sql uses PrepareContext.
@@ -212,6 +228,7 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 	}
 	if rs != nil {
 		rs.txs.Add(1)
+		markUse(lb, rs, !opts.ReadOnly)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -605,12 +622,16 @@ func (s *stmt) NumInput() int { return s.inner.NumInput() }
 // counts it, and runs f with c.mu held, unless the connection was closed at
 // release.
 func (s *stmt) run(ctx context.Context, kind leaseKind, f func() error) error {
-	rs, err := s.c.checkout(labelOf(ctx), kind, s.repo)
+	lb := labelOf(ctx)
+	rs, err := s.c.checkout(lb, kind, s.repo)
 	if err != nil {
 		return err
 	}
 	if rs != nil {
 		rs.queries.Add(1)
+		if rs != s.repo {
+			markUse(lb, rs, kind == kindExec)
+		}
 	}
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()

@@ -1,0 +1,12 @@
+CREATE TABLE users (
+  id    BIGINT AUTO_INCREMENT PRIMARY KEY,
+  email VARCHAR(255) NOT NULL UNIQUE,
+  name  VARCHAR(255) NOT NULL
+);
+
+CREATE TABLE orders (
+  id          BIGINT AUTO_INCREMENT PRIMARY KEY,
+  user_id     BIGINT NOT NULL,
+  total_cents BIGINT NOT NULL,
+  FOREIGN KEY (user_id) REFERENCES users (id)
+);
