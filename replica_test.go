@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -494,6 +495,14 @@ func TestReplicaRouting(t *testing.T) {
 			}
 			if name, err := readUser(octx, other.Handle("users"), 2006); err != nil || name != "user-2006" {
 				t.Errorf("read in another set: got %q, %v; want user-2006", name, err)
+			}
+			// And in another process: this test binary, run again.
+			cmd := exec.Command(os.Args[0], "-test.run=^TestTokenReaderProcess$", "-test.count=1")
+			cmd.Env = append(os.Environ(), "POOLSET_TOKEN_READER="+token,
+				"POOLSET_TOKEN_PRIMARY="+pair.Primary.DSN("shop"), "POOLSET_TOKEN_REPLICA="+replica.DSN("shop"))
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "read user-2006 ryw-primary 1") {
+				t.Errorf("token read in another process: %v\n%s", err, out)
 			}
 			if _, err := readUser(ctx, other.Handle("users"), 2006); !errors.Is(err, sql.ErrNoRows) {
 				t.Errorf("plain read in another set: got %v; want sql.ErrNoRows (the replica is behind, so the token made the difference)", err)
@@ -1032,4 +1041,38 @@ func TestReplicaTwoReplicas(t *testing.T) {
 		t.Errorf("%s: got healthy %v, leaves %d; want true, 0", r1.Name, st.Healthy, st.Leaves)
 	}
 	t.Logf("fallbacks to the primary while %s left: %d; unhealthy %q\n%s", r2.Name, replicaRepo(t, s, "primary", "users").Fallbacks, st.Unhealthy, s.Tree())
+}
+
+// TestTokenReaderProcess is the other process of the token test: it runs
+// only with POOLSET_TOKEN_READER set, opens a set of its own on the pair,
+// reads user 2006 under the token and prints what it read and where.
+func TestTokenReaderProcess(t *testing.T) {
+	token := os.Getenv("POOLSET_TOKEN_READER")
+	if token == "" {
+		t.Skip("run by the token test as another process")
+	}
+	ctx := context.Background()
+	primary, err := mysql.PoolConfig(os.Getenv("POOLSET_TOKEN_PRIMARY"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, err := mysql.PoolConfig(os.Getenv("POOLSET_TOKEN_REPLICA"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read.Health = nil
+	s, err := poolset.Open(ctx, poolset.Config{Primary: primary, Reads: []poolset.PoolConfig{read}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Release(ctx)
+	rctx, err := s.ReadYourWritesToken(ctx, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, err := readUser(rctx, s.Handle("users"), 2006)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("read %s ryw-primary %d\n", name, repoStats(t, s.Primary().Stats(), "users").ReadYourWritesPrimary)
 }
