@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/poolset/poolset"
 	"github.com/poolset/poolset/poolsettest"
 	"github.com/poolset/poolset/redis"
 	"github.com/poolset/poolset/shop"
@@ -145,7 +146,7 @@ func TestOpenAppRedisDown(t *testing.T) {
 			if !strings.Contains(warn, "level=WARN") || !strings.Contains(warn, "--redis") || !strings.Contains(warn, "***") || strings.Contains(warn, redisPassword) {
 				t.Errorf("log: got %q; want a warning naming --redis, with the password as ***", warn)
 			}
-			if _, err := shop.Migrate(ctx, a.set.Primary().DB(), a.dialect); err != nil {
+			if _, err := shop.Migrate(poolset.WithRepo(ctx, "migrations"), a.set.Primary().DB(), a.dialect); err != nil {
 				t.Fatalf("migrate: %v", err)
 			}
 			if _, err := a.shop.Seed(ctx, shop.SeedConfig{Users: 1, Products: 1, Stock: 10}); err != nil {

@@ -60,7 +60,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	defer a.release(ctx)
 
 	sum := demoSummary{Command: "demo", Backend: a.backend}
-	if sum.Migrations, err = shop.Migrate(ctx, a.set.Primary().DB(), a.dialect); err != nil {
+	if sum.Migrations, err = shop.Migrate(poolset.WithRepo(ctx, "migrations"), a.set.Primary().DB(), a.dialect); err != nil {
 		return err
 	}
 	if sum.Seeded, err = a.shop.Seed(ctx, *seed); err != nil {

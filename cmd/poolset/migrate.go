@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/poolset/poolset"
 	"github.com/poolset/poolset/release"
 	"github.com/poolset/poolset/shop"
 )
@@ -35,7 +36,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 		return err
 	}
 	defer a.release(ctx)
-	n, err := shop.Migrate(ctx, a.set.Primary().DB(), a.dialect)
+	n, err := shop.Migrate(poolset.WithRepo(ctx, "migrations"), a.set.Primary().DB(), a.dialect)
 	if err != nil {
 		return err
 	}
@@ -83,7 +84,7 @@ func migrateAndSeed(ctx context.Context, cfg config, seed shop.SeedConfig, log *
 		return shop.SeedResult{}, nil, err
 	}
 	defer a.release(ctx)
-	if _, err := shop.Migrate(ctx, a.set.Primary().DB(), a.dialect); err != nil {
+	if _, err := shop.Migrate(poolset.WithRepo(ctx, "migrations"), a.set.Primary().DB(), a.dialect); err != nil {
 		return shop.SeedResult{}, nil, err
 	}
 	res, err := a.shop.Seed(ctx, seed)

@@ -80,7 +80,7 @@ func cmdWorker(ctx context.Context, sig *signals, args []string, stdout, stderr 
 		return err
 	}
 	defer a.release(ctx)
-	if _, err := shop.Migrate(ctx, a.set.Primary().DB(), a.dialect); err != nil {
+	if _, err := shop.Migrate(poolset.WithRepo(ctx, "migrations"), a.set.Primary().DB(), a.dialect); err != nil {
 		return err
 	}
 	wc.Logger = log
