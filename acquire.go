@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,7 +76,6 @@ func (cl *call) timeout() {
 		return
 	}
 	wait := time.Duration(time.Now().UnixNano() - cl.start)
-	cl.pool.timeouts.Add(1)
 	cl.repo.timeouts.Add(1)
 	cl.repo.waitNanos.Add(int64(wait))
 	cl.endWait()
@@ -105,8 +103,8 @@ func (p *Pool) exit(cl *call, err error) error {
 		}
 		return err
 	}
-	if p.closed.Load() && (errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed")) {
-		return fmt.Errorf("poolset: pool %s: %w", p.cfg.Name, ErrPoolClosed)
+	if cerr := p.closedErr(); cerr != nil && (errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed")) {
+		return cerr
 	}
 	return err
 }

@@ -74,17 +74,48 @@ func positionFrom(ctx context.Context) string {
 	return ""
 }
 
-// noConnector is a driver.Connector that never connects.
-type noConnector struct{}
+// recordPosition stores the primary's replication position after a write
+// made under read-your-writes. c.mu is held.
+func (c *conn) recordPosition(ctx context.Context, cs *causal) {
+	q := c.pool.cfg.PositionQuery
+	if q == "" {
+		return
+	}
+	pos, err := c.queryString(ctx, q)
+	if err != nil {
+		c.pool.log.Warn("poolset: read the primary's position after a write", "pool", c.pool.cfg.Name, "err", err)
+		cs.set(positionUnknown) // later reads go to the primary
+		return
+	}
+	cs.set(pos)
+}
 
-var errNoConnector = errors.New("poolset: no connection")
-
-func (noConnector) Connect(context.Context) (driver.Conn, error) { return nil, errNoConnector }
-func (noConnector) Driver() driver.Driver                        { return noDriver{} }
-
-type noDriver struct{}
-
-func (noDriver) Open(string) (driver.Conn, error) { return nil, errNoConnector }
+// queryString runs query, which returns one value, on the connection. c.mu
+// is held.
+func (c *conn) queryString(ctx context.Context, query string) (string, error) {
+	q, ok := c.inner.(driver.QueryerContext)
+	if !ok {
+		return "", errors.New("the driver cannot run a query without preparing it")
+	}
+	rows, err := q.QueryContext(ctx, query, nil)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	vals := make([]driver.Value, len(rows.Columns()))
+	if err := rows.Next(vals); err != nil || len(vals) == 0 {
+		return "", errors.New("no position returned")
+	}
+	switch v := vals[0].(type) {
+	case string:
+		return v, nil
+	case []byte:
+		return string(v), nil
+	case nil:
+		return "", nil
+	}
+	return "", errors.New("position is not text")
+}
 
 // Read-your-writes across requests and processes. Within one context the
 // position of the last write travels in the context; to carry it to a later

@@ -4,9 +4,6 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
-	"fmt"
-	"io"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -153,19 +150,33 @@ func (c *conn) checkin() {
 	}
 }
 
-// use checks the connection out for a statement run with ctx and counts the
-// statement.
-func (c *conn) use(ctx context.Context, kind leaseKind) (*label, error) {
+// use checks the connection out for a statement run with ctx (counted
+// against fallback, a prepared statement's preparer, when ctx names no
+// repository) and counts the statement.
+func (c *conn) use(ctx context.Context, kind leaseKind, fallback *repoStats) (*label, error) {
 	lb := labelOf(ctx)
-	rs, err := c.checkout(lb, kind, nil)
+	rs, err := c.checkout(lb, kind, fallback)
 	if err != nil {
 		return nil, err
 	}
 	if rs != nil {
 		rs.queries.Add(1)
-		markUse(lb, rs, kind == kindExec)
+		if rs != fallback { // the preparer's use was recorded when it prepared
+			markUse(lb, rs, kind == kindExec)
+		}
 	}
 	return lb, nil
+}
+
+// lock takes c.mu for a call into inner, unless the connection was closed at
+// release: then it returns driver.ErrBadConn, without the lock.
+func (c *conn) lock() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return driver.ErrBadConn
+	}
+	return nil
 }
 
 // markUse records that the repository rs read or wrote, for a statement
@@ -193,11 +204,10 @@ func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, e
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, driver.ErrBadConn
+	if err := c.lock(); err != nil {
+		return nil, err
 	}
+	defer c.mu.Unlock()
 	var s driver.Stmt
 	if pc, ok := c.inner.(driver.ConnPrepareContext); ok {
 		s, err = pc.PrepareContext(ctx, query)
@@ -230,11 +240,10 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 		rs.txs.Add(1)
 		markUse(lb, rs, !opts.ReadOnly)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, driver.ErrBadConn
+	if err := c.lock(); err != nil {
+		return nil, err
 	}
+	defer c.mu.Unlock()
 	inner, err := c.begin(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -263,14 +272,13 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 	if !ok {
 		return nil, driver.ErrSkip
 	}
-	if _, err := c.use(ctx, kindExec); err != nil {
+	if _, err := c.use(ctx, kindExec, nil); err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, driver.ErrBadConn
+	if err := c.lock(); err != nil {
+		return nil, err
 	}
+	defer c.mu.Unlock()
 	res, err := ex.ExecContext(ctx, query, args)
 	if err == nil && c.tx == nil {
 		if cs := causalFrom(ctx); cs != nil {
@@ -285,15 +293,14 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 	if !ok {
 		return nil, driver.ErrSkip
 	}
-	lb, err := c.use(ctx, kindRows)
+	lb, err := c.use(ctx, kindRows, nil)
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, driver.ErrBadConn
+	if err := c.lock(); err != nil {
+		return nil, err
 	}
+	defer c.mu.Unlock()
 	if lb != nil && lb.readOnly && c.tx == nil {
 		return c.queryReadOnly(ctx, q, query, args)
 	}
@@ -339,11 +346,10 @@ func (c *conn) Ping(ctx context.Context) error {
 	if _, err := c.checkout(labelOf(ctx), kindConn, nil); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return driver.ErrBadConn
+	if err := c.lock(); err != nil {
+		return err
 	}
+	defer c.mu.Unlock()
 	return p.Ping(ctx)
 }
 
@@ -372,14 +378,28 @@ func (c *conn) CheckNamedValue(nv *driver.NamedValue) error {
 }
 
 func (c *conn) Close() error {
-	c.checkin()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.closeLocked()
+}
+
+// closeLocked ends the lease and closes the connection once, with whatever
+// rows or transaction are still open on it (none, when database/sql closes
+// it). c.mu is held.
+func (c *conn) closeLocked() error {
+	c.checkin()
 	if c.closed {
 		return nil
 	}
 	c.closed = true
 	c.pool.untrack(c)
+	for _, r := range c.rows {
+		r.closeLocked()
+	}
+	if c.tx != nil {
+		c.tx.inner.Rollback()
+		c.tx = nil
+	}
 	return c.inner.Close()
 }
 
@@ -396,322 +416,12 @@ func (c *conn) forceClose() bool {
 		time.Sleep(time.Millisecond)
 	}
 	defer c.mu.Unlock()
-	c.checkin()
-	if c.closed {
-		return true
-	}
-	c.closed = true
-	c.pool.untrack(c)
-	for _, r := range c.rows {
-		r.closeLocked()
-	}
-	if c.tx != nil {
-		c.tx.inner.Rollback()
-		c.tx = nil
-	}
-	c.inner.Close()
+	c.closeLocked()
 	return true
 }
 
 // forceCloseWait bounds forceClose's wait for a call under way.
 const forceCloseWait = 100 * time.Millisecond
-
-// recordPosition stores the primary's replication position after a write
-// made under read-your-writes. c.mu is held.
-func (c *conn) recordPosition(ctx context.Context, cs *causal) {
-	q := c.pool.cfg.PositionQuery
-	if q == "" {
-		return
-	}
-	pos, err := c.queryString(ctx, q)
-	if err != nil {
-		c.pool.log.Warn("poolset: read the primary's position after a write", "pool", c.pool.cfg.Name, "err", err)
-		cs.set(positionUnknown) // later reads go to the primary
-		return
-	}
-	cs.set(pos)
-}
-
-// queryString runs query, which returns one value, on the connection. c.mu
-// is held.
-func (c *conn) queryString(ctx context.Context, query string) (string, error) {
-	q, ok := c.inner.(driver.QueryerContext)
-	if !ok {
-		return "", errors.New("the driver cannot run a query without preparing it")
-	}
-	rows, err := q.QueryContext(ctx, query, nil)
-	if err != nil {
-		return "", err
-	}
-	defer rows.Close()
-	vals := make([]driver.Value, len(rows.Columns()))
-	if err := rows.Next(vals); err != nil || len(vals) == 0 {
-		return "", errors.New("no position returned")
-	}
-	switch v := vals[0].(type) {
-	case string:
-		return v, nil
-	case []byte:
-		return string(v), nil
-	case nil:
-		return "", nil
-	}
-	return "", errors.New("position is not text")
-}
-
-// errClosedAtRelease is the error of rows, a transaction or a statement
-// used after the set's release closed their connection under them.
-var errClosedAtRelease = fmt.Errorf("%w: the connection was closed at release", ErrPoolClosed)
-
-// tx is a transaction on a pool's connection. Under read-your-writes its
-// Commit records the primary's position.
-type tx struct {
-	inner  driver.Tx
-	c      *conn
-	causal *causal
-}
-
-func (t *tx) Commit() error {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	if t.c.closed {
-		return errClosedAtRelease
-	}
-	t.c.tx = nil
-	if err := t.inner.Commit(); err != nil {
-		return err
-	}
-	if t.causal != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		t.c.recordPosition(ctx, t.causal)
-	}
-	return nil
-}
-
-func (t *tx) Rollback() error {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	if t.c.closed {
-		return errClosedAtRelease
-	}
-	t.c.tx = nil
-	return t.inner.Rollback()
-}
-
-// rows are the rows of a query on a pool's connection, and for a Reader's
-// query on the primary, the read-only transaction they are read in, ended
-// when they are closed. The optional interfaces of the driver's rows are
-// passed on, so that database/sql's ColumnTypes sees what it would see.
-type rows struct {
-	driver.Rows
-	c      *conn
-	tx     driver.Tx
-	closed atomic.Bool
-}
-
-func (r *rows) Next(dest []driver.Value) error {
-	if r.closed.Load() {
-		return errClosedAtRelease
-	}
-	return r.Rows.Next(dest)
-}
-
-func (r *rows) Close() error {
-	r.c.mu.Lock()
-	defer r.c.mu.Unlock()
-	return r.closeLocked()
-}
-
-// closeLocked closes the rows once. c.mu is held.
-func (r *rows) closeLocked() error {
-	if !r.closed.CompareAndSwap(false, true) {
-		return nil
-	}
-	for i, o := range r.c.rows {
-		if o == r {
-			r.c.rows = append(r.c.rows[:i], r.c.rows[i+1:]...)
-			break
-		}
-	}
-	err := r.Rows.Close()
-	if r.tx != nil {
-		if rerr := r.tx.Rollback(); err == nil {
-			err = rerr
-		}
-	}
-	return err
-}
-
-func (r *rows) HasNextResultSet() bool {
-	n, ok := r.Rows.(driver.RowsNextResultSet)
-	return ok && n.HasNextResultSet()
-}
-
-func (r *rows) NextResultSet() error {
-	if n, ok := r.Rows.(driver.RowsNextResultSet); ok {
-		return n.NextResultSet()
-	}
-	return io.EOF
-}
-
-func (r *rows) ColumnTypeScanType(i int) reflect.Type {
-	if t, ok := r.Rows.(driver.RowsColumnTypeScanType); ok {
-		return t.ColumnTypeScanType(i)
-	}
-	return reflect.TypeFor[any]()
-}
-
-func (r *rows) ColumnTypeDatabaseTypeName(i int) string {
-	if t, ok := r.Rows.(driver.RowsColumnTypeDatabaseTypeName); ok {
-		return t.ColumnTypeDatabaseTypeName(i)
-	}
-	return ""
-}
-
-func (r *rows) ColumnTypeLength(i int) (int64, bool) {
-	if t, ok := r.Rows.(driver.RowsColumnTypeLength); ok {
-		return t.ColumnTypeLength(i)
-	}
-	return 0, false
-}
-
-func (r *rows) ColumnTypeNullable(i int) (bool, bool) {
-	if t, ok := r.Rows.(driver.RowsColumnTypeNullable); ok {
-		return t.ColumnTypeNullable(i)
-	}
-	return false, false
-}
-
-func (r *rows) ColumnTypePrecisionScale(i int) (int64, int64, bool) {
-	if t, ok := r.Rows.(driver.RowsColumnTypePrecisionScale); ok {
-		return t.ColumnTypePrecisionScale(i)
-	}
-	return 0, 0, false
-}
-
-// stmt is a prepared statement of a pool's connection. Its executions count
-// against the repository of their context, or that of the statement's
-// preparer when the context names none.
-type stmt struct {
-	inner driver.Stmt
-	c     *conn
-	repo  *repoStats // the preparer
-	since time.Time
-	stack []uintptr
-
-	reported atomic.Bool
-	closed   atomic.Bool
-}
-
-func (s *stmt) Close() error {
-	if s.closed.CompareAndSwap(false, true) {
-		s.c.pool.untrackStmt(s)
-	}
-	s.c.mu.Lock()
-	defer s.c.mu.Unlock()
-	if s.c.closed {
-		return nil
-	}
-	return s.inner.Close()
-}
-
-func (s *stmt) NumInput() int { return s.inner.NumInput() }
-
-// run checks the connection out for one execution of the statement,
-// counts it, and runs f with c.mu held, unless the connection was closed at
-// release.
-func (s *stmt) run(ctx context.Context, kind leaseKind, f func() error) error {
-	lb := labelOf(ctx)
-	rs, err := s.c.checkout(lb, kind, s.repo)
-	if err != nil {
-		return err
-	}
-	if rs != nil {
-		rs.queries.Add(1)
-		if rs != s.repo {
-			markUse(lb, rs, kind == kindExec)
-		}
-	}
-	s.c.mu.Lock()
-	defer s.c.mu.Unlock()
-	if s.c.closed {
-		return driver.ErrBadConn
-	}
-	return f()
-}
-
-func (s *stmt) Exec(args []driver.Value) (driver.Result, error) {
-	return s.ExecContext(context.Background(), named(args))
-}
-
-func (s *stmt) Query(args []driver.Value) (driver.Rows, error) {
-	return s.QueryContext(context.Background(), named(args))
-}
-
-func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (res driver.Result, err error) {
-	err = s.run(ctx, kindExec, func() error {
-		if ex, ok := s.inner.(driver.StmtExecContext); ok {
-			res, err = ex.ExecContext(ctx, args)
-			return err
-		}
-		vs, err := values(args)
-		if err == nil {
-			res, err = s.inner.Exec(vs) //nolint:staticcheck // the driver has nothing newer
-		}
-		return err
-	})
-	return res, err
-}
-
-func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	var r driver.Rows
-	err := s.run(ctx, kindRows, func() error {
-		var err error
-		if q, ok := s.inner.(driver.StmtQueryContext); ok {
-			r, err = q.QueryContext(ctx, args)
-		} else {
-			var vs []driver.Value
-			if vs, err = values(args); err == nil {
-				r, err = s.inner.Query(vs) //nolint:staticcheck // the driver has nothing newer
-			}
-		}
-		if err == nil {
-			r = s.c.newRows(r, nil)
-		}
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return r, nil
-}
-
-func (s *stmt) CheckNamedValue(nv *driver.NamedValue) error {
-	if ch, ok := s.inner.(driver.NamedValueChecker); ok {
-		return ch.CheckNamedValue(nv)
-	}
-	return s.c.CheckNamedValue(nv)
-}
-
-func named(args []driver.Value) []driver.NamedValue {
-	nv := make([]driver.NamedValue, len(args))
-	for i, v := range args {
-		nv[i] = driver.NamedValue{Ordinal: i + 1, Value: v}
-	}
-	return nv
-}
-
-func values(args []driver.NamedValue) ([]driver.Value, error) {
-	vs := make([]driver.Value, len(args))
-	for i, a := range args {
-		if a.Name != "" {
-			return nil, errors.New("poolset: the driver does not take named arguments")
-		}
-		vs[i] = a.Value
-	}
-	return vs, nil
-}
 
 var (
 	_ driver.Conn                   = (*conn)(nil)

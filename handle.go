@@ -3,6 +3,7 @@ package poolset
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -200,71 +201,64 @@ func (r *Reader) ExecContext(context.Context, string, ...any) (sql.Result, error
 
 // QueryContext runs a query on a read pool.
 func (r *Reader) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	p, lb, rs, err := r.pick(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if pos := positionFrom(ctx); pos != "" && p.role == roleRead {
-		c, ok, err := r.caughtUp(ctx, p, lb, rs, pos)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			rows, err := c.QueryContext(ctx, query, args...)
-			go c.Close() // returns the connection once the rows are closed
-			return rows, err
-		}
-		p, lb, rs = r.h.set.primary, &r.h.roLbl, r.h.primary
-	}
-	ctx2, cl := p.enter(ctx, lb, rs)
-	rows, err := p.db.QueryContext(ctx2, query, args...)
-	err = p.exit(cl, err)
-	if err != nil && p.role == roleRead && p.isConnError(ctx, err) {
-		p.markDown(err)
-		if p, lb, rs, err = r.fallback(ctx, err); err != nil {
-			return nil, err
-		}
-		ctx2, cl = p.enter(ctx, lb, rs)
-		rows, err = p.db.QueryContext(ctx2, query, args...)
-		err = p.exit(cl, err)
-	}
-	return rows, err
+	return read(r, ctx, func(ctx context.Context, q queryer) (*sql.Rows, error) {
+		return q.QueryContext(ctx, query, args...)
+	})
 }
 
 // QueryRowContext runs a query expected to return at most one row on a read
 // pool.
 func (r *Reader) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	row, err := read(r, ctx, func(ctx context.Context, q queryer) (*sql.Row, error) {
+		row := q.QueryRowContext(ctx, query, args...)
+		return row, row.Err()
+	})
+	if err != nil && (row == nil || err != row.Err()) {
+		return errRow(err) // poolset's error (ErrNoReadPool, ErrPoolClosed), not the row's
+	}
+	return row
+}
+
+// queryer is what a read runs on: a pool's *sql.DB, or a replica's
+// *sql.Conn that reached a read-your-writes position.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// read runs q for r on the pool pick chooses; for a read after a write
+// under ReadYourWrites, on a connection of the read pool that reached the
+// write (closed by a goroutine of its own once what q returned is closed)
+// or else on the primary; and once more through the fallback when the read
+// pool's connection turns out broken.
+func read[T any](r *Reader, ctx context.Context, q func(context.Context, queryer) (T, error)) (T, error) {
+	var zero T
 	p, lb, rs, err := r.pick(ctx)
 	if err != nil {
-		return errRow(err)
+		return zero, err
 	}
 	if pos := positionFrom(ctx); pos != "" && p.role == roleRead {
-		c, ok, err := r.caughtUp(ctx, p, lb, rs, pos)
-		if err != nil {
-			return errRow(err)
-		}
+		c, ok := r.caughtUp(ctx, p, lb, rs, pos)
 		if ok {
-			row := c.QueryRowContext(ctx, query, args...)
-			go c.Close() // returns the connection once the row is scanned
-			return row
+			v, err := q(ctx, c)
+			go c.Close() // returns once the rows or the row are closed
+			return v, err
 		}
 		p, lb, rs = r.h.set.primary, &r.h.roLbl, r.h.primary
 	}
 	ctx2, cl := p.enter(ctx, lb, rs)
-	row := p.db.QueryRowContext(ctx2, query, args...)
-	err = p.exit(cl, row.Err())
+	v, err := q(ctx2, p.db)
+	err = p.exit(cl, err)
 	if err != nil && p.role == roleRead && p.isConnError(ctx, err) {
 		p.markDown(err)
 		if p, lb, rs, err = r.fallback(ctx, err); err != nil {
-			return errRow(err)
+			return zero, err
 		}
 		ctx2, cl = p.enter(ctx, lb, rs)
-		return p.row(cl, p.db.QueryRowContext(ctx2, query, args...))
+		v, err = q(ctx2, p.db)
+		err = p.exit(cl, err)
 	}
-	if err != nil && err != row.Err() {
-		return errRow(err)
-	}
-	return row
+	return v, err
 }
 
 // PrepareContext prepares a statement on a read pool (on the primary when
@@ -333,7 +327,7 @@ func (r *Reader) fallback(_ context.Context, cause error) (*Pool, *label, *repoS
 // ReadYourWritesWait, for its server to reach pos. When it does (ok), the
 // read runs on that connection, which the caller closes; else the read
 // goes to the primary. Either is counted.
-func (r *Reader) caughtUp(ctx context.Context, p *Pool, lb *label, rs *repoStats, pos string) (*sql.Conn, bool, error) {
+func (r *Reader) caughtUp(ctx context.Context, p *Pool, lb *label, rs *repoStats, pos string) (*sql.Conn, bool) {
 	h := r.h
 	if pos != positionUnknown && p.cfg.WaitPosition != nil {
 		c, err := p.conn(ctx, lb, rs)
@@ -341,14 +335,14 @@ func (r *Reader) caughtUp(ctx context.Context, p *Pool, lb *label, rs *repoStats
 			ok, werr := p.cfg.WaitPosition(ctx, c, pos, h.set.rywWait)
 			if werr == nil && ok {
 				rs.causalReplica.Add(1)
-				return c, true, nil
+				return c, true
 			}
 			c.Close()
 		}
 	}
 	h.primary.causalPrimary.Add(1)
 	markReads(h.primary)
-	return nil, false, nil
+	return nil, false
 }
 
 // errRow returns a *sql.Row whose Scan returns err: database/sql returns
@@ -369,3 +363,15 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 
 func (c *doneCtx) Done() <-chan struct{} { return closedChan }
 func (c *doneCtx) Err() error            { return c.err }
+
+// noConnector is a driver.Connector that never connects.
+type noConnector struct{}
+
+var errNoConnector = errors.New("poolset: no connection")
+
+func (noConnector) Connect(context.Context) (driver.Conn, error) { return nil, errNoConnector }
+func (noConnector) Driver() driver.Driver                        { return noDriver{} }
+
+type noDriver struct{}
+
+func (noDriver) Open(string) (driver.Conn, error) { return nil, errNoConnector }

@@ -155,9 +155,8 @@ type Pool struct {
 	leaks  *leakWatch
 	closed atomic.Bool
 
-	timeouts atomic.Int64
-	inUse    atomic.Int64
-	waiting  atomic.Int64
+	inUse   atomic.Int64
+	waiting atomic.Int64
 
 	mu    sync.Mutex
 	repos map[string]*repoStats
@@ -212,8 +211,8 @@ func (p *Pool) pingTimeout() time.Duration {
 // ping checks that the pool can reach its server, on one of its
 // connections, within the pool's AcquireTimeout.
 func (p *Pool) ping(ctx context.Context) error {
-	if p.closed.Load() {
-		return fmt.Errorf("poolset: pool %s: %w", p.cfg.Name, ErrPoolClosed)
+	if err := p.closedErr(); err != nil {
+		return err
 	}
 	pctx, cancel := context.WithTimeout(ctx, p.pingTimeout())
 	defer cancel()
@@ -240,8 +239,8 @@ func (p *Pool) pingError(ctx, pctx context.Context, err error) error {
 // passes, or ctx is done. After Close it returns ErrPoolClosed and opens
 // nothing. It is safe for concurrent use.
 func (p *Pool) Ping(ctx context.Context) error {
-	if p.closed.Load() {
-		return fmt.Errorf("poolset: pool %s: %w", p.cfg.Name, ErrPoolClosed)
+	if err := p.closedErr(); err != nil {
+		return err
 	}
 	pctx, cancel := context.WithTimeout(ctx, p.pingTimeout())
 	defer cancel()
@@ -274,14 +273,22 @@ func (p *Pool) Interrupt(ctx context.Context) (int, error) {
 	if p.cfg.Interrupt == nil {
 		return 0, ErrInterruptUnsupported
 	}
-	if p.closed.Load() {
-		return 0, ErrPoolClosed
+	if err := p.closedErr(); err != nil {
+		return 0, err
 	}
 	n, err := p.cfg.Interrupt(ctx)
 	if err != nil {
 		return n, fmt.Errorf("poolset: interrupt statements on pool %s (%s %s): %w", p.cfg.Name, p.cfg.Kind, p.cfg.Address, err)
 	}
 	return n, nil
+}
+
+// closedErr returns ErrPoolClosed, naming the pool, once Close has begun.
+func (p *Pool) closedErr() error {
+	if p.closed.Load() {
+		return fmt.Errorf("poolset: pool %s: %w", p.cfg.Name, ErrPoolClosed)
+	}
+	return nil
 }
 
 // Name returns the pool's name, such as "primary".

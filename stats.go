@@ -82,7 +82,7 @@ func (p *Pool) Stats() PoolStats {
 		ReadOnly: p.cfg.ReadOnly, Closed: p.closed.Load(), MaxOpen: p.cfg.MaxOpen,
 		Open: p.openConns(), InUse: int(p.inUse.Load()), Waiting: int(p.waiting.Load()),
 		WaitCount: db.WaitCount, WaitDuration: db.WaitDuration,
-		Timeouts: p.timeouts.Load(), Healthy: p.usable(),
+		Healthy: p.usable(),
 	}
 	st.Idle = max(st.Open-st.InUse, 0)
 	if h := p.health; h != nil {
@@ -103,6 +103,7 @@ func (p *Pool) Stats() PoolStats {
 	for _, rs := range repos {
 		r := rs.snapshot()
 		st.Acquires += r.Acquires
+		st.Timeouts += r.Timeouts
 		if r.Use == "" && r.Fallbacks == 0 && r.FallbackFailures == 0 && r.ReadYourWritesPrimary == 0 {
 			continue
 		}

@@ -160,11 +160,7 @@ func (t *threads) interrupt(ctx context.Context, connector driver.Connector) (in
 		return 0, err
 	}
 	defer conn.Close()
-	var self uint32
-	if err := conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&self); err != nil {
-		return 0, err
-	}
-	ps, err := Processes(ctx, conn)
+	self, ps, err := processesFrom(ctx, conn)
 	if err != nil {
 		return 0, err
 	}
@@ -172,7 +168,7 @@ func (t *threads) interrupt(ctx context.Context, connector driver.Connector) (in
 	var errs []error
 	for _, p := range ps {
 		id, err := strconv.ParseUint(p.ID, 10, 32)
-		if err != nil || uint32(id) == self {
+		if err != nil || p.ID == self {
 			continue
 		}
 		if _, mine := ours[uint32(id)]; !mine || (p.Command != "Query" && p.Command != "Execute") {

@@ -275,11 +275,7 @@ func connectionsTo(ctx context.Context, db *sql.DB, dbName string) (int, error) 
 		return 0, err
 	}
 	defer c.Close()
-	var self string
-	if err := c.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&self); err != nil {
-		return 0, err
-	}
-	ps, err := Processes(ctx, c)
+	self, ps, err := processesFrom(ctx, c)
 	if err != nil {
 		return 0, err
 	}
@@ -290,6 +286,16 @@ func connectionsTo(ctx context.Context, db *sql.DB, dbName string) (int, error) 
 		}
 	}
 	return n, nil
+}
+
+// processesFrom returns c's own connection id and the server's process
+// list, as Processes reads it.
+func processesFrom(ctx context.Context, c *sql.Conn) (self string, ps []Process, err error) {
+	if err := c.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&self); err != nil {
+		return "", nil, err
+	}
+	ps, err = Processes(ctx, c)
+	return self, ps, err
 }
 
 // Process is one row of SHOW FULL PROCESSLIST: a connection or a server

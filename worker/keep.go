@@ -38,26 +38,12 @@ func (w *Worker) untrack(ds ...Delivery) {
 	}
 }
 
-// extendEvery returns how often the pending deliveries need extending: the
-// shortest ExtendEvery among them, 0 when none has a deadline.
-func (w *Worker) extendEvery() time.Duration {
-	w.pendMu.Lock()
-	defer w.pendMu.Unlock()
-	var every time.Duration
-	for d := range w.pending {
-		if e, ok := d.(Extender); ok {
-			if x := e.ExtendEvery(); x > 0 && (every == 0 || x < every) {
-				every = x
-			}
-		}
-	}
-	return every
-}
-
-// keep extends, every extendEvery (at least minExtendEvery apart), the
-// pending deliveries taken more than that long ago, until stop is closed.
-// A delivery taken at t is so extended by t + 2·every, within its deadline
-// when every is a third of it, as Extender.ExtendEvery promises.
+// keep extends, every ExtendEvery of the pending deliveries (the shortest,
+// at least minExtendEvery), those taken more than that long ago, until stop
+// is closed. A delivery taken at t is so extended by t + 2·every, within
+// its deadline when every is a third of it, as Extender.ExtendEvery
+// promises. With nothing pending that has a deadline it looks again a
+// second later.
 func (w *Worker) keep(stop <-chan struct{}) {
 	every := minExtendEvery
 	for {
@@ -66,30 +52,45 @@ func (w *Worker) keep(stop <-chan struct{}) {
 			return
 		case <-time.After(every):
 		}
-		x := w.extendEvery()
-		if x <= 0 { // nothing pending has a deadline
-			every = time.Second
-			continue
-		}
-		every = max(x, minExtendEvery)
-		w.extendPending(time.Now().Add(-every))
+		every = w.extendPending()
 	}
 }
 
-// extendPending resets the broker's settle deadline of every pending
-// delivery taken before takenBefore that has one: in one round trip when
-// the source is a BatchExtender.
-func (w *Worker) extendPending(takenBefore time.Time) {
+// extendPending resets, in one pass over the pending deliveries, the
+// broker's settle deadline of those that have one and were taken more than
+// the shortest ExtendEvery among them ago (in one round trip when the
+// source is a BatchExtender), and returns that interval, or a second when
+// none has a deadline.
+func (w *Worker) extendPending() time.Duration {
+	type taken struct {
+		d  Delivery
+		at time.Time
+	}
+	var every time.Duration
+	var ext []taken
 	w.pendMu.Lock()
-	var ds []Delivery
 	for d, at := range w.pending {
-		if _, ok := d.(Extender); ok && at.Before(takenBefore) {
-			ds = append(ds, d)
+		if e, ok := d.(Extender); ok {
+			if x := e.ExtendEvery(); x > 0 && (every == 0 || x < every) {
+				every = x
+			}
+			ext = append(ext, taken{d, at})
 		}
 	}
 	w.pendMu.Unlock()
+	if every <= 0 { // nothing pending has a deadline
+		return time.Second
+	}
+	every = max(every, minExtendEvery)
+	cutoff := time.Now().Add(-every)
+	var ds []Delivery
+	for _, t := range ext {
+		if t.at.Before(cutoff) {
+			ds = append(ds, t.d)
+		}
+	}
 	if len(ds) == 0 {
-		return
+		return every
 	}
 	ctx, cancel := w.settleCtx()
 	defer cancel()
@@ -111,6 +112,7 @@ func (w *Worker) extendPending(takenBefore time.Time) {
 		// count as duplicates.
 		w.settleLog.add("extend", len(errs), errors.Join(errs...))
 	}
+	return every
 }
 
 // errStalled is the cause the watchdog gives for the ping it sends.

@@ -140,25 +140,10 @@ func TestWorkerDatabaseOutageGrouped(t *testing.T) {
 	seedShop(t, d)
 	loadOrders(t, b, wkOrders)
 
-	tx, err := d.admin.BeginTx(t.Context(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	rows, err := tx.QueryContext(t.Context(), "SELECT id FROM shop.products FOR UPDATE")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows.Close()
+	lockProducts(t, d)
 
 	w := startWorker(t, d, b, "--group", "100", "--exit-when-idle", "5s", "--ack-wait", outageAckWait)
-	waiting := 0
-	if !eventually(30*time.Second, func() bool {
-		waiting = lockingReads(t, d)
-		return waiting > 0 || w.exited()
-	}) || w.exited() {
-		t.Fatalf("locking reads waiting in %s: got %d; want the worker's", d.name, waiting)
-	}
+	waiting := waitLockingReads(t, d, w)
 	if got := d.orders(t); got != 0 {
 		t.Fatalf("orders before the kill: got %d; want 0 (all waiting on the lock)", got)
 	}
