@@ -1,13 +1,13 @@
-// Package metrics exports a pool set's and a worker's figures in the
-// Prometheus format (prometheus/client_golang). Collectors read the
-// figures at scrape time; they hold no state of their own.
+// Package metrics exports a pool set's figures in the Prometheus format
+// (prometheus/client_golang). The collector reads the figures at scrape
+// time; it holds no state of its own. Importing it costs the Prometheus
+// client; nothing else of poolset depends on it.
 package metrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/poolset/poolset"
-	"github.com/poolset/poolset/worker"
 )
 
 var (
@@ -85,53 +85,4 @@ func (c *SetCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(repoFallback, n, float64(r.Fallbacks), rl...)
 		}
 	}
-}
-
-var (
-	msgs     = prometheus.NewDesc("poolset_worker_messages_total", "Messages by outcome.", []string{"outcome"}, nil)
-	received = prometheus.NewDesc("poolset_worker_received_total", "Messages received.", nil, nil)
-	inFlight = prometheus.NewDesc("poolset_worker_in_flight", "Messages being processed now.", nil, nil)
-	ready    = prometheus.NewDesc("poolset_worker_ready", "1 while the worker takes messages.", nil, nil)
-	held     = prometheus.NewDesc("poolset_worker_held", "Messages in flight held because the database does not answer.", nil, nil)
-	outages  = prometheus.NewDesc("poolset_worker_db_outages_total", "Times the database stopped answering.", nil, nil)
-	outageS  = prometheus.NewDesc("poolset_worker_db_outage_seconds_total", "Time the database did not answer.", nil, nil)
-)
-
-// WorkerCollector collects a Worker's counters.
-type WorkerCollector struct{ w *worker.Worker }
-
-// NewWorkerCollector returns a collector of w's counters.
-func NewWorkerCollector(w *worker.Worker) *WorkerCollector { return &WorkerCollector{w: w} }
-
-// Describe implements prometheus.Collector.
-func (c *WorkerCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- msgs
-	ch <- received
-	ch <- inFlight
-	ch <- ready
-	ch <- held
-	ch <- outages
-	ch <- outageS
-}
-
-// Collect implements prometheus.Collector.
-func (c *WorkerCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.w.Stats()
-	n := prometheus.CounterValue
-	for outcome, v := range map[string]int64{
-		"accepted": s.Accepted, "rejected": s.Rejected, "duplicate": s.Duplicates, "registered": s.Registered,
-		"naked": s.Naked, "dead_lettered": s.DeadLettered, "abandoned": s.Abandoned, "settle_error": s.SettleErrors,
-	} {
-		ch <- prometheus.MustNewConstMetric(msgs, n, float64(v), outcome)
-	}
-	ch <- prometheus.MustNewConstMetric(received, n, float64(s.Received))
-	ch <- prometheus.MustNewConstMetric(inFlight, prometheus.GaugeValue, float64(s.InFlight))
-	r := 0.0
-	if c.w.Ready() {
-		r = 1
-	}
-	ch <- prometheus.MustNewConstMetric(ready, prometheus.GaugeValue, r)
-	ch <- prometheus.MustNewConstMetric(held, prometheus.GaugeValue, float64(s.Held))
-	ch <- prometheus.MustNewConstMetric(outages, n, float64(s.Outages))
-	ch <- prometheus.MustNewConstMetric(outageS, n, s.OutageTime.Seconds())
 }

@@ -494,7 +494,7 @@ func (p *Pair) newInstance(name string, id int, primary bool) (*Instance, error)
 	if err := os.CopyFS(dir, os.DirFS(p.template)); err != nil {
 		return nil, fmt.Errorf("poolsettest: new %s: copy data directory: %w", name, err)
 	}
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("poolsettest: new %s: %w", name, err)
 	}
@@ -548,7 +548,7 @@ func (p *Pair) follow(ctx context.Context, r *Instance) error {
 }
 
 // boot is the first start of a new instance. If another process took the
-// port between freePort and mariadbd's bind, it retries on another port.
+// port between FreePort and mariadbd's bind, it retries on another port.
 func (i *Instance) boot(ctx context.Context) error {
 	i.life.Lock()
 	defer i.life.Unlock()
@@ -557,7 +557,7 @@ func (i *Instance) boot(ctx context.Context) error {
 		if err == nil || attempt == 2 || !strings.Contains(err.Error(), "Address already in use") {
 			return err
 		}
-		port, perr := freePort()
+		port, perr := FreePort()
 		if perr != nil {
 			return errors.Join(err, perr)
 		}

@@ -9,16 +9,16 @@ import (
 	"strings"
 )
 
-// lowestPort is the lowest port freePort hands out.
+// lowestPort is the lowest port FreePort hands out.
 const lowestPort = 20000
 
-// freePort returns a TCP port of 127.0.0.1 that was free a moment ago, for
+// FreePort returns a TCP port of 127.0.0.1 that was free a moment ago, for
 // a server that the tests start and may stop and start again on the same
 // port. It picks below the kernel's ephemeral range
 // (net.ipv4.ip_local_port_range), so that while such a server is down no
 // outgoing connection of another process can take its port as a source
 // port. When that range leaves no room it lets the kernel choose.
-func freePort() (int, error) {
+func FreePort() (int, error) {
 	if lo := ephemeralLow(); lo-lowestPort >= 1000 {
 		for range 100 {
 			port := lowestPort + rand.IntN(lo-lowestPort)

@@ -10,12 +10,12 @@ func TestFreePortOutsideEphemeralRange(t *testing.T) {
 		t.Skipf("ephemeral range starts at %d: no room below it", lo)
 	}
 	for range 20 {
-		port, err := freePort()
+		port, err := FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
 		if port < lowestPort || port >= lo {
-			t.Fatalf("freePort = %d; want in [%d, %d)", port, lowestPort, lo)
+			t.Fatalf("FreePort = %d; want in [%d, %d)", port, lowestPort, lo)
 		}
 	}
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Measures the time from SIGTERM to exit of an idle `poolset worker`: it
+# Measures the time from SIGTERM to exit of an idle `shop worker`: it
 # starts the worker, waits until /readyz answers, sends SIGTERM and times
 # the exit, five times.
 #
@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$(mktemp -d)/poolset
-go build -o "$bin" ./cmd/poolset
+go build -o "$bin" ./examples/shop/cmd/shop
 trap 'rm -rf "$(dirname "$bin")"' EXIT
 admin=127.0.0.1:9191
 "$bin" migrate "$@" >/dev/null

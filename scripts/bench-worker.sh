@@ -2,7 +2,7 @@
 # Measures the worker end to end, as docs/BENCHMARKS.md reports it: seed
 # 10,000 users and 1,000 products with 1,000,000 stock each, publish 20,000
 # orders before the worker starts (1-3 items of quantity 1-5, every 100th
-# from an unknown user), run `poolset worker` until idle, then verify.
+# from an unknown user), run `shop worker` until idle, then verify.
 #
 # usage: scripts/bench-worker.sh embedded|mariadb-nats|mariadb-rabbitmq [worker flags...]
 #   e.g. scripts/bench-worker.sh mariadb-nats --group 1
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 setup=${1:?usage: $0 embedded|mariadb-nats|mariadb-rabbitmq [worker flags...]}
 shift
 bin=$(mktemp -d)/poolset
-go build -o "$bin" ./cmd/poolset
+go build -o "$bin" ./examples/shop/cmd/shop
 data=$(mktemp -d)
 trap 'rm -rf "$data" "$(dirname "$bin")"' EXIT
 db="poolset_bench_worker"

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/poolset/poolset"
+	"github.com/poolset/poolset/examples/shop/productcache"
+	"github.com/poolset/poolset/examples/shop/shop"
+	"github.com/poolset/poolset/mysql"
+	"github.com/poolset/poolset/release"
+	"github.com/poolset/poolset/sqlite"
+)
+
+// releaseTimeout bounds the whole release at the end of a command.
+const releaseTimeout = 30 * time.Second
+
+// app is the shop service wired: the pool set (primary, read pools), the
+// Redis cache when configured, and the repositories on them.
+type app struct {
+	set     *poolset.Set
+	shop    *shop.Shop
+	dialect shop.Dialect
+	cache   *productcache.ProductCache // nil without --redis
+	backend string                     // "mysql" or "sqlite"
+	broker  broker                     // nil unless opened with openOpts.broker
+	rel     *release.Stack             // every release, in acquisition order
+}
+
+// dialectFor returns the shop dialect of the configured backend.
+func dialectFor(cfg config) shop.Dialect {
+	if cfg.MySQL != "" {
+		return shop.Dialect{Name: "mysql", IsDuplicateKey: mysql.IsDuplicateKey, IsRetryable: mysql.IsRetryable}
+	}
+	return shop.Dialect{Name: "sqlite", IsDuplicateKey: sqlite.IsDuplicateKey, IsRetryable: sqlite.IsRetryable}
+}
+
+// setConfig returns the pool set's configuration for cfg: MySQL primary
+// and replicas, or the embedded SQLite pair.
+func setConfig(cfg config, log *slog.Logger) (poolset.Config, error) {
+	pc := poolset.Config{LeakThreshold: cfg.LeakThreshold, Logger: log}
+	if cfg.MySQL == "" {
+		primary, read, err := sqlite.PoolConfigs(filepath.Join(cfg.Data, "poolset.db"), 0)
+		if err != nil {
+			return pc, fmt.Errorf("--data: %w", err)
+		}
+		pc.Primary, pc.Reads = primary, []poolset.PoolConfig{read}
+		return pc, nil
+	}
+	primary, err := mysql.PoolConfig(cfg.MySQL, false)
+	if err != nil {
+		return pc, usagef("--mysql: %v", err)
+	}
+	primary.MaxOpen = cfg.MaxOpen
+	pc.Primary = primary
+	for i, dsn := range cfg.Replicas {
+		rc, err := mysql.PoolConfig(dsn, true)
+		if err != nil {
+			return pc, usagef("--replica: %v", err)
+		}
+		rc.Name = fmt.Sprintf("replica-%d", i+1)
+		rc.MaxOpen = cfg.MaxOpen
+		check := mysql.NewReplicaCheck(cfg.MaxLag)
+		rc.Health, rc.Lag = check.Health, check.Lag
+		pc.Reads = append(pc.Reads, rc)
+	}
+	return pc, nil
+}
+
+// openOpts says what openApp opens besides the pool set.
+type openOpts struct {
+	cache  bool // the Redis cache, when --redis is set
+	broker bool // the broker connection (--broker, or the embedded NATS server)
+}
+
+// openApp opens, in this order, the broker connection (when opts.broker),
+// the pool set and the Redis cache (when opts.cache and --redis), and
+// registers each release in one stack the moment it is acquired, so that
+// release runs Redis, the pools, then the broker, as the seed does. A Redis
+// that does not answer is not an error: the cache starts down, openApp
+// logs a warning naming --redis (password redacted), reads go to the
+// database, and the cache is used from Redis's first answer on. If a step
+// fails, what was opened is released and the error names the setting that
+// failed.
+func openApp(ctx context.Context, cfg config, opts openOpts, log *slog.Logger) (*app, error) {
+	pc, err := setConfig(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	a := &app{dialect: dialectFor(cfg), backend: backendOf(cfg), rel: new(release.Stack)}
+	fail := func(err error) (*app, error) {
+		a.release(ctx)
+		return nil, err
+	}
+	if opts.broker {
+		if a.broker, err = openBroker(ctx, cfg, a.rel, log); err != nil {
+			return fail(err)
+		}
+	}
+	pc.Release = a.rel
+	set, err := poolset.Open(ctx, pc)
+	if err != nil {
+		setting := "--data"
+		if cfg.MySQL != "" {
+			setting = "--mysql"
+		}
+		return fail(fmt.Errorf("%s: %w", setting, err))
+	}
+	a.set = set
+	var cache shop.ProductCache
+	if opts.cache && cfg.Redis != "" {
+		// The cache is optional: a Redis that is down costs misses, not
+		// the start. The client connects when Redis answers.
+		rc, err := productcache.New(productcache.Options{URL: cfg.Redis})
+		if err != nil {
+			return fail(usagef("--redis: %v", err))
+		}
+		set.Register("redis", 0, func(context.Context) error { return rc.Close() })
+		a.cache = productcache.NewProductCache(rc, 0, log)
+		cache = a.cache
+		if err := a.cache.Ping(ctx); err != nil {
+			log.Warn("--redis: the cache does not answer; starting without it, reading from the database until Redis answers", "err", err)
+		}
+	}
+	a.shop = shop.New(set, a.dialect, cache)
+	return a, nil
+}
+
+func backendOf(cfg config) string {
+	if cfg.MySQL != "" {
+		return "mysql"
+	}
+	return "sqlite"
+}
+
+// release releases everything the app opened, within releaseTimeout, even
+// when ctx is already cancelled (by a signal). It is idempotent.
+func (a *app) release(ctx context.Context) (*release.Report, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	return a.rel.Release(ctx)
+}
+
+// ensureDatabase creates the MySQL database the DSN names, for commands
+// that migrate.
+func ensureDatabase(ctx context.Context, cfg config) error {
+	if cfg.MySQL == "" {
+		return nil
+	}
+	name, err := mysql.DatabaseName(cfg.MySQL)
+	if err != nil {
+		return usagef("--mysql: %v", err)
+	}
+	if name == "" {
+		return usagef("--mysql: the DSN names no database (want user:pass@tcp(host:port)/db)")
+	}
+	if err := mysql.CreateDatabase(ctx, cfg.MySQL, name); err != nil {
+		return fmt.Errorf("--mysql: %w", err)
+	}
+	return nil
+}
