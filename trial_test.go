@@ -89,7 +89,7 @@ func TestWriteThroughReaderFailsWithoutReadPools(t *testing.T) {
 	}
 	var n int
 	if err := h.QueryRowContext(ctx, "SELECT COUNT(*) FROM w").Scan(&n); err != nil || n != 0 {
-		t.Errorf("rows in w: got %d, %v; want 0 (nothing written) [%s]", n, err, mysql.Redact(dsn))
+		t.Errorf("rows in w: got %d, %v; want 0 (nothing written) [%s]", n, err, poolset.Redact(dsn))
 	}
 }
 

@@ -39,7 +39,7 @@ import (
 func PoolConfig(dsn string, readOnly bool) (poolset.PoolConfig, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
-		return poolset.PoolConfig{}, fmt.Errorf("mysql: invalid DSN %s: %w", Redact(dsn), err)
+		return poolset.PoolConfig{}, fmt.Errorf("mysql: invalid DSN %s: %w", poolset.Redact(dsn), err)
 	}
 	q := paramsOf(dsn)
 	if !q["parseTime"] {
@@ -60,7 +60,7 @@ func PoolConfig(dsn string, readOnly bool) (poolset.PoolConfig, error) {
 	threads := trackThreads(cfg)
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
-		return poolset.PoolConfig{}, fmt.Errorf("mysql: invalid DSN %s: %w", Redact(dsn), err)
+		return poolset.PoolConfig{}, fmt.Errorf("mysql: invalid DSN %s: %w", poolset.Redact(dsn), err)
 	}
 	var c driver.Connector = conn
 	if readOnly {
@@ -68,7 +68,7 @@ func PoolConfig(dsn string, readOnly bool) (poolset.PoolConfig, error) {
 	}
 	pc := poolset.PoolConfig{
 		Kind:        "mysql",
-		Address:     redactConfig(cfg),
+		Address:     poolset.Redact(dsn),
 		Connector:   c,
 		ReadOnly:    readOnly,
 		IsConnError: IsConnError,
@@ -117,35 +117,6 @@ func paramsOf(dsn string) map[string]bool {
 		out[k] = true
 	}
 	return out
-}
-
-// Redact returns dsn with its password replaced by ***, for logs and
-// errors. A DSN it cannot parse is redacted from its last '@' backwards.
-func Redact(dsn string) string {
-	if cfg, err := mysql.ParseDSN(dsn); err == nil {
-		return redactConfig(cfg)
-	}
-	at := strings.LastIndex(dsn, "@")
-	if at < 0 {
-		return dsn
-	}
-	if colon := strings.Index(dsn[:at], ":"); colon >= 0 {
-		return dsn[:colon+1] + "***" + dsn[at:]
-	}
-	return dsn
-}
-
-func redactConfig(cfg *mysql.Config) string {
-	c := cfg.Clone()
-	if c.Passwd != "" {
-		c.Passwd = "***"
-	}
-	// Show only what identifies the server and the database.
-	s := c.User
-	if c.Passwd != "" {
-		s += ":" + c.Passwd
-	}
-	return fmt.Sprintf("%s@%s(%s)/%s", s, c.Net, c.Addr, c.DBName)
 }
 
 // readOnlyConnector makes each new session read-only.
@@ -377,7 +348,7 @@ func rowMaps(rows *sql.Rows) ([]map[string]string, error) {
 func CreateDatabase(ctx context.Context, dsn, name string) error {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
-		return fmt.Errorf("mysql: invalid DSN %s: %w", Redact(dsn), err)
+		return fmt.Errorf("mysql: invalid DSN %s: %w", poolset.Redact(dsn), err)
 	}
 	cfg.DBName = ""
 	if !paramsOf(dsn)["timeout"] {
@@ -385,7 +356,7 @@ func CreateDatabase(ctx context.Context, dsn, name string) error {
 	}
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
-		return fmt.Errorf("mysql: invalid DSN %s: %w", Redact(dsn), err)
+		return fmt.Errorf("mysql: invalid DSN %s: %w", poolset.Redact(dsn), err)
 	}
 	db := sql.OpenDB(conn)
 	defer db.Close()
@@ -396,13 +367,13 @@ func CreateDatabase(ctx context.Context, dsn, name string) error {
 	cancel()
 	if err != nil {
 		if cctx.Err() != nil && ctx.Err() == nil {
-			return fmt.Errorf("mysql: create database %s on %s: the server did not answer within %s", name, Redact(dsn), DefaultDialTimeout)
+			return fmt.Errorf("mysql: create database %s on %s: the server did not answer within %s", name, poolset.Redact(dsn), DefaultDialTimeout)
 		}
-		return fmt.Errorf("mysql: create database %s on %s: %w", name, Redact(dsn), err)
+		return fmt.Errorf("mysql: create database %s on %s: %w", name, poolset.Redact(dsn), err)
 	}
 	defer c.Close()
 	if _, err := c.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+strings.ReplaceAll(name, "`", "``")+"`"); err != nil {
-		return fmt.Errorf("mysql: create database %s on %s: %w", name, Redact(dsn), err)
+		return fmt.Errorf("mysql: create database %s on %s: %w", name, poolset.Redact(dsn), err)
 	}
 	return nil
 }
@@ -411,7 +382,7 @@ func CreateDatabase(ctx context.Context, dsn, name string) error {
 func DatabaseName(dsn string) (string, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
-		return "", fmt.Errorf("mysql: invalid DSN %s: %w", Redact(dsn), err)
+		return "", fmt.Errorf("mysql: invalid DSN %s: %w", poolset.Redact(dsn), err)
 	}
 	return cfg.DBName, nil
 }

@@ -7,20 +7,6 @@ import (
 	"github.com/poolset/poolset/mysql"
 )
 
-func TestRedact(t *testing.T) {
-	cases := map[string]string{
-		"app:S3cret@tcp(127.0.0.1:3306)/shop?parseTime=true": "app:***@tcp(127.0.0.1:3306)/shop",
-		"root@tcp(127.0.0.1:3306)/shop":                      "root@tcp(127.0.0.1:3306)/shop",
-		"app:S3cret@tcp(127.0.0.1:3306/shop":                 "app:***@tcp(127.0.0.1:3306/shop",
-		"app:S3c@ret@tcp(h:1)/db":                            "app:***@tcp(h:1)/db",
-	}
-	for in, want := range cases {
-		if got := mysql.Redact(in); got != want {
-			t.Errorf("Redact(%q): got %q; want %q", in, got, want)
-		}
-	}
-}
-
 func TestPoolConfig(t *testing.T) {
 	pc, err := mysql.PoolConfig("app:S3cret@tcp(127.0.0.1:3306)/shop", true)
 	if err != nil {

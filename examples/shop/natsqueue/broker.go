@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/poolset/poolset"
 	"github.com/poolset/poolset/examples/shop/worker"
 )
 
@@ -174,7 +174,7 @@ func Open(ctx context.Context, opts Options) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	where := Redact(o.URL)
+	where := poolset.Redact(o.URL)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("nats: open %s: %w", where, err)
 	}
@@ -369,40 +369,4 @@ func (b *Broker) Close(ctx context.Context) error {
 		<-b.closed
 	})
 	return b.closeErr
-}
-
-// Redact returns url with the password, or the token of a URL that has a
-// user and no password, replaced by ***, as in nats://user:***@host:4222.
-// It redacts each URL of a comma-separated list.
-func Redact(url string) string {
-	parts := strings.Split(url, ",")
-	for i, p := range parts {
-		parts[i] = redactOne(p)
-	}
-	return strings.Join(parts, ",")
-}
-
-func redactOne(s string) string {
-	at := strings.LastIndex(s, "@")
-	if at < 0 {
-		return s
-	}
-	u, err := url.Parse(strings.TrimSpace(s))
-	if err != nil || u.User == nil {
-		// Unparsable, but holding what may be credentials: keep the
-		// scheme and the host only.
-		start := 0
-		if i := strings.Index(s, "://"); i >= 0 && i < at {
-			start = i + len("://")
-		}
-		return s[:start] + "***" + s[at:]
-	}
-	host := u.Host + u.EscapedPath()
-	if u.RawQuery != "" {
-		host += "?" + u.RawQuery
-	}
-	if _, ok := u.User.Password(); ok {
-		return u.Scheme + "://" + u.User.Username() + ":***@" + host
-	}
-	return u.Scheme + "://***@" + host
 }

@@ -553,21 +553,6 @@ func TestOpenFailure(t *testing.T) {
 	}
 }
 
-func TestRedact(t *testing.T) {
-	for _, tt := range []struct{ in, want string }{
-		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222"},
-		{"nats://user:pass@host:4222", "nats://user:***@host:4222"},
-		{"nats://s3cr3tt0ken@host:4222", "nats://***@host:4222"},
-		{"tls://u:p@a:1,tls://u:p@b:2", "tls://u:***@a:1,tls://u:***@b:2"},
-		{"nats://u:p%zz@host", "nats://***@host"},
-		{"host:4222", "host:4222"},
-	} {
-		if got := natsqueue.Redact(tt.in); got != tt.want {
-			t.Errorf("Redact(%q) = %q; want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 // TestServerRestart stops the server process under a broker and starts it
 // again: the broker reconnects, and every message is delivered and acked.
 func TestServerRestart(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/poolset/poolset"
 	"github.com/poolset/poolset/examples/shop/shop"
 )
 
@@ -69,7 +70,7 @@ func New(opts Options) (*Client, error) {
 	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = opts.Timeout, opts.Timeout, opts.Timeout
 	ro.MaxRetries = -1 // a cache miss is cheaper than a retry
 	ro.DisableIdentity = true
-	return &Client{Client: goredis.NewClient(ro), addr: Redact(opts.URL)}, nil
+	return &Client{Client: goredis.NewClient(ro), addr: poolset.Redact(opts.URL)}, nil
 }
 
 // Open is New, then a ping: it fails, and closes the client, when Redis
@@ -98,18 +99,18 @@ func parseURL(raw string) (*goredis.Options, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		// url's error quotes the whole URL, password included.
-		return nil, fmt.Errorf("redis: invalid URL %s: not a URL", Redact(raw))
+		return nil, fmt.Errorf("redis: invalid URL %s: not a URL", poolset.Redact(raw))
 	}
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return nil, fmt.Errorf("redis: invalid URL %s: want redis://[:password@]host:port[/db]", Redact(raw))
+		return nil, fmt.Errorf("redis: invalid URL %s: want redis://[:password@]host:port[/db]", poolset.Redact(raw))
 	}
 	ro, err := goredis.ParseURL(raw)
 	if err != nil {
-		msg := strings.ReplaceAll(err.Error(), raw, Redact(raw))
+		msg := strings.ReplaceAll(err.Error(), raw, poolset.Redact(raw))
 		if p, ok := u.User.Password(); ok && p != "" {
 			msg = strings.ReplaceAll(msg, p, "***")
 		}
-		return nil, fmt.Errorf("redis: invalid URL %s: %s", Redact(raw), msg)
+		return nil, fmt.Errorf("redis: invalid URL %s: %s", poolset.Redact(raw), msg)
 	}
 	return ro, nil
 }
@@ -123,21 +124,6 @@ func (c *Client) Address() string { return c.addr }
 func (c *Client) Close() error {
 	c.once.Do(func() { c.err = c.Client.Close() })
 	return c.err
-}
-
-// Redact returns raw with any password replaced by ***.
-func Redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		if err != nil {
-			return "(unparsable URL)"
-		}
-		return raw
-	}
-	if _, ok := u.User.Password(); ok {
-		return strings.Replace(u.Redacted(), ":xxxxx@", ":***@", 1)
-	}
-	return u.String()
 }
 
 // ConnectedClients returns the server's connected_clients.

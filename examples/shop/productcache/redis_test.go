@@ -121,19 +121,6 @@ func TestOutageWarnsOnce(t *testing.T) {
 	}
 }
 
-func TestRedact(t *testing.T) {
-	cases := map[string]string{
-		"redis://:s3cret@host:6379/0":  "redis://:***@host:6379/0",
-		"redis://u:s3cret@host:6379/0": "redis://u:***@host:6379/0",
-		"redis://host:6379":            "redis://host:6379",
-	}
-	for in, want := range cases {
-		if got := productcache.Redact(in); got != want {
-			t.Errorf("Redact(%q): got %q; want %q", in, got, want)
-		}
-	}
-}
-
 func TestOpenErrorHidesPassword(t *testing.T) {
 	_, err := productcache.Open(context.Background(), productcache.Options{URL: "redis://:Pw0rdX@127.0.0.1:1/0"})
 	if err == nil || strings.Contains(err.Error(), "Pw0rdX") || !strings.Contains(err.Error(), "***") {

@@ -5,15 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/poolset/poolset"
 	"github.com/poolset/poolset/examples/shop/worker"
 )
 
@@ -100,7 +99,7 @@ type Broker struct {
 // dial; Options.DialTimeout bounds it too. The error names the redacted
 // URL.
 func Open(ctx context.Context, opts Options) (*Broker, error) {
-	addr := Redact(opts.URL)
+	addr := poolset.Redact(opts.URL)
 	if _, err := amqp.ParseURI(opts.URL); err != nil {
 		return nil, fmt.Errorf("rabbitmq: invalid URL %s: %w", addr, err)
 	}
@@ -312,18 +311,4 @@ func (b *Broker) close(ctx context.Context) error {
 		return fmt.Errorf("rabbitmq: close %s: %w", b.addr, err)
 	}
 	return nil
-}
-
-// Redact returns the AMQP URL raw with any password replaced by ***, as in
-// amqp://guest:***@127.0.0.1:5672/.
-func Redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-		return strings.Replace(u.String(), ":xxxxx@", ":***@", 1)
-	}
-	return u.String()
 }

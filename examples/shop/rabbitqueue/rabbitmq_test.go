@@ -755,24 +755,6 @@ func TestOpenError(t *testing.T) {
 	}
 }
 
-func TestRedact(t *testing.T) {
-	for _, tt := range []struct{ in, want string }{
-		{"amqp://guest:guest@127.0.0.1:5672/", "amqp://guest:***@127.0.0.1:5672/"},
-		{"amqp://guest@host/vh", "amqp://guest@host/vh"},
-		{"amqp://host", "amqp://host"},
-		{"amqp://u:p@h/%zz", "(unparsable URL)"},
-	} {
-		if got := rabbitqueue.Redact(tt.in); got != tt.want {
-			t.Errorf("Redact(%q) = %q; want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
-func ExampleRedact() {
-	fmt.Println(rabbitqueue.Redact("amqp://guest:guest@127.0.0.1:5672/"))
-	// Output: amqp://guest:***@127.0.0.1:5672/
-}
-
 // TestPublishThroughput logs publish throughput with confirms for 20,000
 // small messages.
 func TestPublishThroughput(t *testing.T) {

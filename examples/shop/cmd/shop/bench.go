@@ -158,7 +158,7 @@ func benchMode(ctx context.Context, cfg config, mode string, clients int, d time
 func serverCounter(dsn string) (*sql.DB, error) {
 	c, err := gomysql.ParseDSN(dsn)
 	if err != nil {
-		return nil, usagef("--mysql: invalid DSN %s: %v", mysql.Redact(dsn), err)
+		return nil, usagef("--mysql: invalid DSN %s: %v", poolset.Redact(dsn), err)
 	}
 	c.DBName = ""
 	conn, err := gomysql.NewConnector(c)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/poolset/poolset"
 	"github.com/poolset/poolset/examples/shop/natsqueue"
 	"github.com/poolset/poolset/examples/shop/rabbitqueue"
 	"github.com/poolset/poolset/examples/shop/worker"
@@ -44,23 +45,16 @@ func openBroker(ctx context.Context, cfg config, rel *release.Stack, log *slog.L
 			return nil, fmt.Errorf("--broker: %w", err)
 		}
 		rel.Add("broker nats", b.Close)
-		return natsBroker{b, natsqueue.Redact(url)}, nil
+		return natsBroker{b, poolset.Redact(url)}, nil
 	case strings.HasPrefix(url, "amqp://"), strings.HasPrefix(url, "amqps://"):
 		b, err := rabbitqueue.Open(ctx, rabbitqueue.Options{URL: url, Logger: log, Prefetch: cfg.Prefetch})
 		if err != nil {
 			return nil, fmt.Errorf("--broker: %w", err)
 		}
 		rel.Add("broker rabbitmq", b.Close)
-		return rabbitBroker{b, rabbitqueue.Redact(url)}, nil
+		return rabbitBroker{b, poolset.Redact(url)}, nil
 	}
-	return nil, usagef("--broker: want nats://host:port or amqp://user:pass@host:port/, got %s", redactAny(url))
-}
-
-func redactAny(url string) string {
-	if strings.Contains(url, "@") {
-		return natsqueue.Redact(url)
-	}
-	return url
+	return nil, usagef("--broker: want nats://host:port or amqp://user:pass@host:port/, got %s", poolset.Redact(url))
 }
 
 type natsBroker struct {

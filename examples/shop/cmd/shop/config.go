@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/poolset/poolset"
 	"github.com/poolset/poolset/examples/shop/productcache"
 	"github.com/poolset/poolset/mysql"
 )
@@ -107,7 +108,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return errHelp
 	}
 	if err != nil {
-		return usagef("%s (see '%s -h')", redactArgs(err.Error()), fs.Name())
+		return usagef("%s (see '%s -h')", poolset.Redact(err.Error()), fs.Name())
 	}
 	return nil
 }
@@ -148,7 +149,7 @@ func parse(fs *flag.FlagSet, args []string, cfg *config) error {
 		}
 	}
 	if b := cfg.Broker; b != "" && !strings.HasPrefix(b, "nats://") && !strings.HasPrefix(b, "amqp://") && !strings.HasPrefix(b, "amqps://") {
-		return usagef("--broker: want nats://host:port or amqp://user:pass@host:port/, got %s", redactAny(b))
+		return usagef("--broker: want nats://host:port or amqp://user:pass@host:port/, got %s", poolset.Redact(b))
 	}
 	if cfg.Data == "" {
 		return usagef("--data: must not be empty")
@@ -159,13 +160,4 @@ func parse(fs *flag.FlagSet, args []string, cfg *config) error {
 	}
 	cfg.Data = abs
 	return nil
-}
-
-// redactArgs hides anything that looks like a password in a flag parse
-// error, which quotes the offending value.
-func redactArgs(s string) string {
-	if i := strings.Index(s, "@"); i >= 0 {
-		return mysql.Redact(s)
-	}
-	return s
 }

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/poolset/poolset"
 	"github.com/poolset/poolset/examples/shop/natsqueue"
 	"github.com/poolset/poolset/examples/shop/rabbitqueue"
 	"github.com/poolset/poolset/examples/shop/shoptest"
@@ -120,7 +121,7 @@ func openTestBroker(t *testing.T, tb testBroker) brokerConn {
 		if err != nil {
 			t.Fatalf("open rabbitmq: %v", err)
 		}
-		c = rabbitBroker{b, rabbitqueue.Redact(tb.url)}
+		c = rabbitBroker{b, poolset.Redact(tb.url)}
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
