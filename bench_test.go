@@ -69,16 +69,16 @@ func BenchmarkPointRead(b *testing.B) {
 	})
 	b.Run("backend=mariadb", func(b *testing.B) {
 		dsn := poolsettest.MySQLDatabase(b, "poolset_bench_point_read")
-		primary, err := mysql.PoolConfig(dsn, false)
+		primary, err := mysql.Primary(dsn)
 		if err != nil {
 			b.Fatal(err)
 		}
-		read, err := mysql.PoolConfig(dsn, true)
+		read, err := mysql.Replica(dsn, 0)
 		if err != nil {
 			b.Fatal(err)
 		}
 		primary.MaxOpen, read.MaxOpen = benchMaxOpen, benchMaxOpen
-		read.Health, read.Lag = nil, nil
+		read.Health = nil
 		benchPointRead(b, primary, read, "CREATE TABLE users (id INT PRIMARY KEY, name VARCHAR(64) NOT NULL)")
 	})
 }
@@ -91,7 +91,7 @@ func benchPointRead(b *testing.B, primary, read poolset.PoolConfig, create strin
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { set.Release(ctx) })
+	b.Cleanup(func() { set.Close(ctx) })
 	db := set.Primary().DB()
 	if _, err := db.ExecContext(ctx, create); err != nil {
 		b.Fatal(err)

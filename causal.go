@@ -10,12 +10,7 @@ import (
 	"hash/crc32"
 	"strings"
 	"sync"
-	"time"
 )
-
-// DefaultReadYourWritesWait bounds how long a read under ReadYourWrites
-// waits for a read pool to catch up before it goes to the primary.
-const DefaultReadYourWritesWait = 100 * time.Millisecond
 
 type causalKey struct{}
 
@@ -77,7 +72,7 @@ func positionFrom(ctx context.Context) string {
 // recordPosition stores the primary's replication position after a write
 // made under read-your-writes. c.mu is held.
 func (c *conn) recordPosition(ctx context.Context, cs *causal) {
-	q := c.pool.cfg.PositionQuery
+	q := c.pool.positionQuery()
 	if q == "" {
 		return
 	}

@@ -9,51 +9,6 @@ import (
 	"time"
 )
 
-// Attribution without owning what the caller holds. Every pool's *sql.DB
-// opens its connections through a connector that wraps the driver's, so
-// each connection sees the context of every statement run on it, and sees
-// database/sql hand it back: database/sql calls driver.Validator.IsValid
-// whenever a connection returns to the pool, and Close when it drops one.
-// A connection is checked out to the repository named by the context of
-// its first statement (a Handle's label, WithRepo's, or Unattributed), and
-// checked in at IsValid or Close. So the *sql.Rows, *sql.Tx, *sql.Stmt and
-// *sql.Conn that users hold are database/sql's own, closed the usual way,
-// and every path through the pool (a Handle, the *sql.DB, sqlx or GORM on
-// either) is counted.
-
-// Unattributed is the repository under which statements are counted whose
-// context names none: use of a pool's *sql.DB (Pool.DB) without WithRepo.
-const Unattributed = "(unattributed)"
-
-type labelKey struct{}
-
-// label names the repository a statement runs for.
-type label struct {
-	h        *Handle // the Handle's own label; nil for WithRepo's
-	name     string
-	readOnly bool  // a Reader's query on the primary: run it in a read-only transaction
-	call     *call // the wait of a call made while the pool was full, timed and bounded
-}
-
-// WithRepo returns a context under which statements on the set's pools, run
-// through a pool's *sql.DB (Pool.DB) or anything built on it (sqlx.NewDb,
-// bun.NewDB, ent), count against repository name, as a Handle's do:
-// db.QueryContext(poolset.WithRepo(ctx, "users"), ...). A statement run
-// without it counts against Unattributed. Only the wait for a connection
-// under a Handle is bounded by the pool's AcquireTimeout; through the
-// *sql.DB it is database/sql's, bounded by ctx. It panics if name is empty.
-func WithRepo(ctx context.Context, name string) context.Context {
-	if name == "" {
-		panic("poolset: WithRepo: empty repository name")
-	}
-	return context.WithValue(ctx, labelKey{}, &label{name: name})
-}
-
-func labelOf(ctx context.Context) *label {
-	l, _ := ctx.Value(labelKey{}).(*label)
-	return l
-}
-
 // connector opens a pool's connections through the driver's connector and
 // wraps each one.
 type connector struct {
@@ -168,8 +123,8 @@ func (c *conn) use(ctx context.Context, kind leaseKind, fallback *repoStats) (*l
 	return lb, nil
 }
 
-// lock takes c.mu for a call into inner, unless the connection was closed at
-// release: then it returns driver.ErrBadConn, without the lock.
+// lock takes c.mu for a call into inner, unless the connection was closed
+// with its pool: then it returns driver.ErrBadConn, without the lock.
 func (c *conn) lock() error {
 	c.mu.Lock()
 	if c.closed {
@@ -177,21 +132,6 @@ func (c *conn) lock() error {
 		return driver.ErrBadConn
 	}
 	return nil
-}
-
-// markUse records that the repository rs read or wrote, for a statement
-// not run through a Handle (whose methods record it themselves): one under
-// WithRepo or Unattributed, through a pool's *sql.DB. Without it such a
-// repository would be counted but left out of Stats and Tree.
-func markUse(lb *label, rs *repoStats, write bool) {
-	if lb != nil && lb.h != nil {
-		return
-	}
-	if write {
-		markWrites(rs)
-	} else {
-		markReads(rs)
-	}
 }
 
 // Prepare implements driver.Conn; database/sql uses PrepareContext.
@@ -249,7 +189,7 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 		return nil, err
 	}
 	t := &tx{inner: inner, c: c}
-	if cs := causalFrom(ctx); cs != nil && c.pool.cfg.PositionQuery != "" {
+	if cs := causalFrom(ctx); cs != nil && c.pool.positionQuery() != "" {
 		t.causal = cs
 	}
 	c.tx = t
@@ -376,52 +316,6 @@ func (c *conn) CheckNamedValue(nv *driver.NamedValue) error {
 	}
 	return driver.ErrSkip
 }
-
-func (c *conn) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closeLocked()
-}
-
-// closeLocked ends the lease and closes the connection once, with whatever
-// rows or transaction are still open on it (none, when database/sql closes
-// it). c.mu is held.
-func (c *conn) closeLocked() error {
-	c.checkin()
-	if c.closed {
-		return nil
-	}
-	c.closed = true
-	c.pool.untrack(c)
-	for _, r := range c.rows {
-		r.closeLocked()
-	}
-	if c.tx != nil {
-		c.tx.inner.Rollback()
-		c.tx = nil
-	}
-	return c.inner.Close()
-}
-
-// forceClose closes the connection under whoever holds it, at release: the
-// driver says goodbye to the server (MySQL: COM_QUIT), so that the server
-// counts no aborted client. It waits up to forceCloseWait for a call under
-// way to return, and gives up on a connection whose call does not.
-func (c *conn) forceClose() bool {
-	deadline := time.Now().Add(forceCloseWait)
-	for !c.mu.TryLock() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(time.Millisecond)
-	}
-	defer c.mu.Unlock()
-	c.closeLocked()
-	return true
-}
-
-// forceCloseWait bounds forceClose's wait for a call under way.
-const forceCloseWait = 100 * time.Millisecond
 
 var (
 	_ driver.Conn                   = (*conn)(nil)

@@ -9,7 +9,8 @@ import (
 )
 
 var (
-	// ErrPoolClosed is returned by an operation on a pool after its release.
+	// ErrPoolClosed is returned by an operation on a pool once it is
+	// closed (Set.Close, Pool.Close).
 	ErrPoolClosed = errors.New("poolset: pool closed")
 	// ErrAcquireTimeout is matched (errors.Is) by every *AcquireTimeoutError.
 	ErrAcquireTimeout = errors.New("poolset: acquire timeout")

@@ -7,11 +7,12 @@ import (
 	"path/filepath"
 
 	"github.com/poolset/poolset"
+	"github.com/poolset/poolset/release"
 	"github.com/poolset/poolset/sqlite"
 )
 
 // One primary pool shared by two repositories, a read pool for user reads,
-// and one ordered release.
+// and one Close.
 func Example() {
 	ctx := context.Background()
 	dir, _ := os.MkdirTemp("", "poolset-example")
@@ -39,18 +40,50 @@ func Example() {
 			fmt.Printf("%s: %s %s, %d queries\n", p.Name, r.Repo, r.Use, r.Queries)
 		}
 	}
-	report, err := set.Release(ctx)
-	for _, st := range report.Steps {
-		fmt.Println("released", st.Name, st.Outcome)
+	fmt.Println("close error:", set.Close(ctx))
+	for _, p := range set.Stats() {
+		fmt.Println(p.Name, "closed:", p.Closed)
 	}
-	fmt.Println("release error:", err)
 	// Output:
 	// read from the read pool: ada
 	// write through a read handle refused: true
 	// primary: users writes, 1 queries
 	// primary: orders writes, 1 queries
 	// read-1: users reads, 2 queries
-	// released pool read-1 ok
-	// released pool primary ok
+	// close error: <nil>
+	// primary closed: true
+	// read-1 closed: true
+}
+
+// A service that holds more than its pools releases them in one ordered
+// release of its own: the set's Close is one step, registered the moment
+// Open returns, so that it runs after what uses the pools (registered
+// later) and before what was opened before them.
+func Example_releaseStack() {
+	ctx := context.Background()
+	dir, _ := os.MkdirTemp("", "poolset-example")
+	defer os.RemoveAll(dir)
+	primary, read, _ := sqlite.PoolConfigs(filepath.Join(dir, "shop.db"), 2)
+
+	var rel release.Stack
+	rel.Add("broker", func(context.Context) error { return nil }) // opened before the pools
+	set, err := poolset.Open(ctx, poolset.Config{Primary: primary, Reads: []poolset.PoolConfig{read}})
+	if err != nil {
+		rel.Release(ctx)
+		fmt.Println(err)
+		return
+	}
+	rel.AddTimeout("pools", set.CloseTimeout(), set.Close)
+	rel.Add("consumer", func(context.Context) error { return nil }) // writes through the pools
+
+	report, err := rel.Release(ctx)
+	for _, st := range report.Steps {
+		fmt.Println("released", st.Name, st.Outcome)
+	}
+	fmt.Println("release error:", err)
+	// Output:
+	// released consumer ok
+	// released pools ok
+	// released broker ok
 	// release error: <nil>
 }

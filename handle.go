@@ -177,6 +177,17 @@ const (
 	FailWithoutReadPool
 )
 
+// String returns the policy's name, such as "FallbackToPrimary".
+func (p ReadPolicy) String() string {
+	switch p {
+	case FallbackToPrimary:
+		return "FallbackToPrimary"
+	case FailWithoutReadPool:
+		return "FailWithoutReadPool"
+	}
+	return fmt.Sprintf("ReadPolicy(%d)", uint8(p))
+}
+
 // ErrReadView is returned by a Reader's ExecContext: a read view runs no
 // statement meant to write.
 var ErrReadView = errors.New("poolset: ExecContext on a read view (Handle.Read); write through the Handle")
@@ -329,10 +340,10 @@ func (r *Reader) fallback(_ context.Context, cause error) (*Pool, *label, *repoS
 // goes to the primary. Either is counted.
 func (r *Reader) caughtUp(ctx context.Context, p *Pool, lb *label, rs *repoStats, pos string) (*sql.Conn, bool) {
 	h := r.h
-	if pos != positionUnknown && p.cfg.WaitPosition != nil {
+	if pos != positionUnknown && p.cfg.Positions != nil {
 		c, err := p.conn(ctx, lb, rs)
 		if err == nil {
-			ok, werr := p.cfg.WaitPosition(ctx, c, pos, h.set.rywWait)
+			ok, werr := p.cfg.Positions.WaitPosition(ctx, c, pos, h.set.rywWait)
 			if werr == nil && ok {
 				rs.causalReplica.Add(1)
 				return c, true

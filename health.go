@@ -9,9 +9,6 @@ import (
 	"time"
 )
 
-// DefaultHealthInterval is how often a read pool's Health check runs.
-const DefaultHealthInterval = 250 * time.Millisecond
-
 // healthCheckTimeout bounds one Health check, or four intervals when that
 // is longer. A check that merely runs slow never gets there: after two
 // intervals its pool leaves the rotation while the check goes on, and the
@@ -34,7 +31,7 @@ type health struct {
 	cancel   context.CancelFunc // cancels the running check
 	done     chan struct{}      // closed when the checker goroutine has returned
 	interval time.Duration
-	check    func(ctx context.Context, conn *sql.Conn) error
+	check    HealthCheck
 }
 
 // startHealth starts p's checker goroutine, which runs the Health check at
@@ -50,9 +47,6 @@ func (p *Pool) startHealth(ctx context.Context) {
 		done:     make(chan struct{}),
 		interval: p.cfg.HealthInterval,
 		check:    p.cfg.Health,
-	}
-	if h.interval <= 0 {
-		h.interval = DefaultHealthInterval
 	}
 	h.checker.SetMaxOpenConns(1)
 	h.checker.SetMaxIdleConns(1)
@@ -119,7 +113,7 @@ func (p *Pool) runCheck(ctx context.Context, settled func()) {
 			return err
 		}
 		defer conn.Close()
-		return h.check(ctx, conn)
+		return h.check.Check(ctx, conn)
 	}()
 	timer.Stop()
 	mu.Lock()

@@ -11,7 +11,7 @@ import (
 // leakWatch logs connections held, and prepared statements open, longer than
 // a threshold, with the repository and the stack that took them. Its
 // goroutine starts once the set's pools are open and ends when the set's
-// release stops it.
+// Close stops it.
 type leakWatch struct {
 	threshold time.Duration
 	log       *slog.Logger
@@ -39,8 +39,12 @@ func (w *leakWatch) start(pools []*Pool) {
 	}()
 }
 
-// stop ends the watch's goroutine and waits for it.
+// stop ends the watch's goroutine and waits for it. It is a no-op for a
+// watch that was not started (Open failed before it could start it).
 func (w *leakWatch) stop() {
+	if w.quit == nil {
+		return
+	}
 	close(w.quit)
 	<-w.done
 }

@@ -56,11 +56,11 @@ func openMariaDB(t *testing.T, name string, cfg poolset.Config) (*poolset.Set, s
 func mariaDBConfigs(t *testing.T, name string) (primary, read poolset.PoolConfig, dsn string) {
 	t.Helper()
 	dsn = poolsettest.MySQLDatabase(t, name)
-	primary, err := mysql.PoolConfig(dsn, false)
+	primary, err := mysql.Primary(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	read, err = mysql.PoolConfig(dsn, true)
+	read, err = mysql.Replica(dsn, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func mustOpen(t *testing.T, cfg poolset.Config) *poolset.Set {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	t.Cleanup(func() { s.Release(ctx) })
+	t.Cleanup(func() { s.Close(ctx) })
 	if _, err := s.Primary().DB().ExecContext(ctx, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"); err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +221,7 @@ func TestReadPoolIsReadOnly(t *testing.T) {
 
 func TestReadPoolDownFallsBack(t *testing.T) {
 	ctx := context.Background()
-	down, err := mysql.PoolConfig("root:pw@tcp(127.0.0.1:1)/x", true)
+	down, err := mysql.Replica("root:pw@tcp(127.0.0.1:1)/x", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestReadPoolDownFallsBack(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open with a read pool down: got %v; want a warning only", err)
 	}
-	defer s2.Release(ctx)
+	defer s2.Close(ctx)
 	if !strings.Contains(logs.String(), "replica-down") || strings.Contains(logs.String(), "pw@") {
 		t.Errorf("log: got %q; want a warning naming replica-down, no password", logs.String())
 	}
@@ -280,20 +280,14 @@ func TestLeakDetection(t *testing.T) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	report, err := s.Release(rctx)
-	if err == nil || !strings.Contains(err.Error(), "still held at release (orders rows)") {
-		t.Errorf("release: got %v; want the leaked rows named", err)
+	err := s.Close(rctx)
+	if err == nil || !strings.Contains(err.Error(), "still held at close (orders rows)") {
+		t.Errorf("close: got %v; want the leaked rows named", err)
 	}
-	var primaryStep *release.Step
-	for i := range report.Steps {
-		if report.Steps[i].Name == "pool primary" {
-			primaryStep = &report.Steps[i]
-		}
+	if err == nil || !strings.Contains(err.Error(), "pool primary:") || strings.Contains(err.Error(), "pool read-1") {
+		t.Errorf("close: got %v; want pool primary failed (closed with a leak), the read pool not", err)
 	}
-	if primaryStep == nil || primaryStep.Outcome != release.Failed {
-		t.Errorf("report: got %v; want pool primary failed (closed with a leak)", report)
-	}
-	if !strings.Contains(logs.String(), "still held at release") {
+	if !strings.Contains(logs.String(), "still held at close") {
 		t.Errorf("log lacks the release-time leak listing:\n%s", logs.String())
 	}
 	waitConnections(t, admin, "poolset_t_leak", 0)
@@ -336,9 +330,8 @@ func TestReleaseIsCleanOnTheServer(t *testing.T) {
 	if n, _ := mysql.ConnectionsTo(ctx, admin, "poolset_t_clean"); n == 0 || n > 20 {
 		t.Errorf("connections while open: got %d; want 1..20 (primary 10 + read 10)", n)
 	}
-	report, err := s.Release(ctx)
-	if err != nil {
-		t.Fatalf("release: %v\n%s", err, report)
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("close: %v", err)
 	}
 	waitConnections(t, admin, "poolset_t_clean", 0)
 	waitStatus(t, admin, "Threads_connected", threads0)
@@ -350,15 +343,19 @@ func TestReleaseIsCleanOnTheServer(t *testing.T) {
 	}
 }
 
+// TestReleaseStepHangs: in a service's release stack, a step that hangs
+// before the set's Close does not keep the pools open.
 func TestReleaseStepHangs(t *testing.T) {
 	ctx := context.Background()
 	s := openSQLite(t, poolset.Config{})
+	var rel release.Stack
+	rel.AddTimeout("pools", s.CloseTimeout(), s.Close)
 	unblock := make(chan struct{})
 	defer close(unblock)
-	s.Register("stuck", 100*time.Millisecond, func(context.Context) error { <-unblock; return nil })
+	rel.AddTimeout("stuck", 100*time.Millisecond, func(context.Context) error { <-unblock; return nil })
 	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	report, err := s.Release(rctx)
+	report, err := rel.Release(rctx)
 	if err == nil || !strings.Contains(err.Error(), `"stuck"`) {
 		t.Errorf("release: got %v; want the stuck step named", err)
 	}
@@ -369,19 +366,21 @@ func TestReleaseStepHangs(t *testing.T) {
 	for _, st := range report.Steps {
 		got[st.Name] = st.Outcome
 	}
-	want := map[string]release.Outcome{"stuck": release.TimedOut, "pool read-1": release.OK, "pool primary": release.OK}
+	want := map[string]release.Outcome{"stuck": release.TimedOut, "pools": release.OK}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("step %s: got %q; want %q\n%s", k, got[k], v, report)
 		}
 	}
-	if !s.Primary().Stats().Closed {
-		t.Error("primary not closed after a stuck step before it")
+	for _, st := range s.Stats() {
+		if !st.Closed {
+			t.Errorf("pool %s not closed after a stuck step before it", st.Name)
+		}
 	}
 }
 
 func TestOpenPrimaryUnreachable(t *testing.T) {
-	pc, err := mysql.PoolConfig("app:s3cretPW@tcp(127.0.0.1:1)/shop", false)
+	pc, err := mysql.Primary("app:s3cretPW@tcp(127.0.0.1:1)/shop")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +441,30 @@ func waitConnections(t *testing.T, db *sql.DB, dbName string, want int) {
 	t.Errorf("connections to %s: got %d; want %d", dbName, got, want)
 }
 
-func TestOpenFailureLeavesCallersStack(t *testing.T) {
+// TestOpenFailureClosesWhatItOpened: an Open that fails half-way (the
+// primary and a first read pool open, with its health check, the second
+// read pool refused) closes what it had opened before it returns: no
+// connection to the database is left, and no goroutine (TestMain's goleak).
+func TestOpenFailureClosesWhatItOpened(t *testing.T) {
+	ctx := context.Background()
+	admin := adminDB(t)
+	primary, read, _ := mariaDBConfigs(t, "poolset_t_openfail")
+	bad, err := mysql.Replica("root@tcp(127.0.0.1:1)/x", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad.ReadOnly = false // a read pool that is not read-only: Open must refuse it after opening the others
+	_, err = poolset.Open(ctx, poolset.Config{Primary: primary, Reads: []poolset.PoolConfig{read, bad}})
+	if err == nil || !strings.Contains(err.Error(), "must be read-only") {
+		t.Fatalf("Open: got %v; want the read pool refused", err)
+	}
+	waitConnections(t, admin, "poolset_t_openfail", 0)
+}
+
+// TestServiceReleaseOrder: a service registers the set's Close on its own
+// release stack the moment Open returns, after what it opened before the
+// set (a broker): one Release closes the pools, then the broker.
+func TestServiceReleaseOrder(t *testing.T) {
 	ctx := context.Background()
 	var rel release.Stack
 	brokerClosed := false
@@ -451,26 +473,17 @@ func TestOpenFailureLeavesCallersStack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad, err := mysql.PoolConfig("root@tcp(127.0.0.1:1)/x", true)
+	s, err := poolset.Open(ctx, poolset.Config{Primary: primary})
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad.ReadOnly = false // a read pool that is not read-only: Open must refuse it after opening the primary
-	_, err = poolset.Open(ctx, poolset.Config{Primary: primary, Reads: []poolset.PoolConfig{bad}, Release: &rel})
-	if err == nil || !strings.Contains(err.Error(), "must be read-only") {
-		t.Fatalf("Open: got %v; want the read pool refused", err)
+	rel.AddTimeout("pools", s.CloseTimeout(), s.Close)
+	report, err := rel.Release(ctx)
+	if err != nil || len(report.Steps) != 2 || report.Steps[0].Name != "pools" || report.Steps[1].Name != "broker" || !brokerClosed {
+		t.Errorf("release: got %v, %v; want the pools, then the broker registered before them", report, err)
 	}
-	if brokerClosed || rel.Len() != 1 {
-		t.Errorf("caller's stack after a failed Open: broker closed %v, %d steps; want untouched, 1 step", brokerClosed, rel.Len())
-	}
-
-	s, err := poolset.Open(ctx, poolset.Config{Primary: primary, Release: &rel})
-	if err != nil {
-		t.Fatal(err)
-	}
-	report, err := s.Release(ctx)
-	if err != nil || len(report.Steps) != 2 || report.Steps[0].Name != "pool primary" || report.Steps[1].Name != "broker" || !brokerClosed {
-		t.Errorf("release: got %v, %v; want the pool, then the broker registered before it", report, err)
+	if !s.Primary().Stats().Closed {
+		t.Error("primary not closed by the release")
 	}
 }
 
@@ -499,12 +512,69 @@ func TestCloseWhileAcquiring(t *testing.T) {
 	for s.Primary().Stats().Waiting == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	s.Release(ctx) // force-closes the rows, which hands the connection to the waiter
+	s.Close(ctx) // force-closes the rows, which hands the connection to the waiter
 	if err := <-waiterErr; !errors.Is(err, poolset.ErrPoolClosed) {
 		t.Errorf("acquire that was waiting when the pool closed: got %v; want ErrPoolClosed", err)
 	}
 	if st := s.Primary().Stats(); st.InUse != 0 || st.Open != 0 {
 		t.Errorf("after release: got in use %d, open %d; want 0, 0", st.InUse, st.Open)
+	}
+}
+
+// TestCloseTwice: Set.Close is idempotent and safe for concurrent use:
+// every call, concurrent with the first or after it, returns the first
+// call's result, here the rows still held.
+func TestCloseTwice(t *testing.T) {
+	ctx := context.Background()
+	primary, read, err := sqlite.PoolConfigs(filepath.Join(t.TempDir(), "c.db"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	primary.CloseWait = 50 * time.Millisecond
+	s, err := poolset.Open(ctx, poolset.Config{Primary: primary, Reads: []poolset.PoolConfig{read}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.Handle("orders").QueryContext(ctx, "SELECT 1") // still held at close
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	errs := make([]error, 4)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() { errs[i] = s.Close(ctx) })
+	}
+	wg.Wait()
+	if errs[0] == nil || !strings.Contains(errs[0].Error(), "still held at close (orders rows)") {
+		t.Fatalf("Close: got %v; want the held rows named", errs[0])
+	}
+	for i, err := range append(errs, s.Close(ctx)) {
+		if err != errs[0] {
+			t.Errorf("Close call %d: got %v; want the first call's result", i, err)
+		}
+	}
+	for _, st := range s.Stats() {
+		if !st.Closed || st.Open != 0 {
+			t.Errorf("pool %s after Close: got closed %v, open %d; want true, 0", st.Name, st.Closed, st.Open)
+		}
+	}
+}
+
+// TestCloseTimeout: the budget a release step gives Close covers, for each
+// pool, its CloseWait and, for a read pool with a health check, two
+// intervals.
+func TestCloseTimeout(t *testing.T) {
+	primary, read, err := sqlite.PoolConfigs(filepath.Join(t.TempDir(), "c.db"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	primary.CloseWait, read.CloseWait = 700*time.Millisecond, 900*time.Millisecond
+	read.Health = poolset.HealthFunc(func(ctx context.Context, conn *sql.Conn) error { return conn.PingContext(ctx) })
+	read.HealthInterval = 400 * time.Millisecond
+	s := mustOpen(t, poolset.Config{Primary: primary, Reads: []poolset.PoolConfig{read}})
+	if got, least := s.CloseTimeout(), 700*time.Millisecond+900*time.Millisecond+2*400*time.Millisecond; got < least {
+		t.Errorf("CloseTimeout: got %s; want at least %s (the CloseWaits and two health intervals)", got, least)
 	}
 }
 
@@ -522,14 +592,14 @@ func TestSlowHealthCheckIsNotCut(t *testing.T) {
 	var slow atomic.Bool
 	var slowChecks atomic.Int64
 	read.HealthInterval = 250 * time.Millisecond
-	read.Health = func(ctx context.Context, conn *sql.Conn) error {
+	read.Health = poolset.HealthFunc(func(ctx context.Context, conn *sql.Conn) error {
 		if slow.Load() {
 			slowChecks.Add(1)
 			_, err := conn.ExecContext(ctx, "DO SLEEP(1.5)")
 			return err
 		}
 		return conn.PingContext(ctx)
-	}
+	})
 	s := mustOpen(t, poolset.Config{Primary: primary, Reads: []poolset.PoolConfig{read}})
 	pool := func() poolset.PoolStats { return s.Stats()[1] }
 	eventuallyTrue(t, "the read pool in the rotation", func() bool { return pool().Healthy })
@@ -552,8 +622,8 @@ func TestSlowHealthCheckIsNotCut(t *testing.T) {
 			st.Leaves-st0.Leaves, st.Rejoins-st0.Rejoins)
 	}
 
-	if report, err := s.Release(ctx); err != nil {
-		t.Fatalf("release: %v\n%s", err, report)
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("close: %v", err)
 	}
 	waitConnections(t, admin, "poolset_t_slowcheck", 0)
 	if got := status(t, admin, "Aborted_clients"); got != aborted0 {

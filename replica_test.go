@@ -23,7 +23,7 @@ import (
 
 // The tests in this file run a set against a real MariaDB primary with GTID
 // replicas (poolsettest.MariaDBPair), one pair per top-level test, shared by
-// its subtests in sequence. Every set is released in a t.Cleanup, so that
+// its subtests in sequence. Every set is closed in a t.Cleanup, so that
 // goleak finds no health checker left.
 
 // replicaSeedUsers is how many users replicaPair writes: ids 1..100, named
@@ -109,18 +109,18 @@ func replicaServerDB(t *testing.T, dsn string) *sql.DB {
 
 // openReplicaSet opens a set on database shop with pair's primary and the
 // given replicas as read pools (named after the instances, "replica-1",
-// ...), as mysql.PoolConfig builds them, after edit changes the config.
-// It releases the set at the end of the test.
+// ...), as mysql.Primary and mysql.Replica build them, after edit changes
+// the config. It closes the set at the end of the test.
 func openReplicaSet(t *testing.T, pair *poolsettest.Pair, reads []*poolsettest.Instance, edit func(*poolset.Config)) (*poolset.Set, *poolsettest.Buffer) {
 	t.Helper()
-	primary, err := mysql.PoolConfig(pair.Primary.DSN("shop"), false)
+	primary, err := mysql.Primary(pair.Primary.DSN("shop"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	log, logs := newLogger()
 	cfg := poolset.Config{Primary: primary, Logger: log}
 	for _, r := range reads {
-		rc, err := mysql.PoolConfig(r.DSN("shop"), true)
+		rc, err := mysql.Replica(r.DSN("shop"), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,7 +134,7 @@ func openReplicaSet(t *testing.T, pair *poolsettest.Pair, reads []*poolsettest.I
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	t.Cleanup(func() { s.Release(context.Background()) })
+	t.Cleanup(func() { s.Close(context.Background()) })
 	return s, logs
 }
 
@@ -300,7 +300,7 @@ func TestReplicaRouting(t *testing.T) {
 	replica := pair.Replicas[0]
 
 	// First, so that no earlier set's connections linger in the baselines.
-	t.Run("release leaves no server connection", func(t *testing.T) {
+	t.Run("close leaves no server connection", func(t *testing.T) {
 		ctx := t.Context()
 		servers := append([]*poolsettest.Instance{pair.Primary}, pair.Replicas...)
 		admins := make([]*sql.DB, len(servers))
@@ -360,16 +360,11 @@ func TestReplicaRouting(t *testing.T) {
 				t.Errorf("%s: Threads_connected while open: got %d; want more than the baseline %d", srv.Name, got, threads0[i])
 			}
 		}
-		t.Logf("before release:\n%s", s.Tree())
+		t.Logf("before close:\n%s", s.Tree())
 
-		report, err := s.Release(ctx)
-		if err != nil {
-			t.Fatalf("Release: %v\n%s", err, report)
+		if err := s.Close(ctx); err != nil {
+			t.Fatalf("Close: %v", err)
 		}
-		if failed := report.Failed(); len(failed) != 0 {
-			t.Errorf("release: got failed steps %v; want none\n%s", failed, report)
-		}
-		t.Logf("release report:\n%s", report)
 		for i, srv := range servers {
 			replicaEventually(t, srv.Name+" Threads_connected back to the baseline", 10*time.Second, func() (bool, string) {
 				got := status(t, admins[i], "Threads_connected")
@@ -380,7 +375,7 @@ func TestReplicaRouting(t *testing.T) {
 			}
 		}
 		if _, err := readUser(ctx, s.Handle("users"), 1); !errors.Is(err, poolset.ErrPoolClosed) {
-			t.Errorf("read after release: got %v; want ErrPoolClosed", err)
+			t.Errorf("read after close: got %v; want ErrPoolClosed", err)
 		}
 	})
 
@@ -711,8 +706,7 @@ func TestReplicaRouting(t *testing.T) {
 		ctx := t.Context()
 		const maxLag = 500 * time.Millisecond
 		s, logs := openReplicaSet(t, pair, pair.Replicas, func(cfg *poolset.Config) {
-			check := mysql.NewReplicaCheck(maxLag)
-			cfg.Reads[0].Health, cfg.Reads[0].Lag = check.Health, check.Lag
+			cfg.Reads[0].Health = mysql.NewReplicaCheck(maxLag)
 		})
 		replicaHealthy(t, s, replica.Name)
 		leaves0 := replicaPool(t, s, replica.Name).Leaves
@@ -1052,11 +1046,11 @@ func TestTokenReaderProcess(t *testing.T) {
 		t.Skip("run by the token test as another process")
 	}
 	ctx := context.Background()
-	primary, err := mysql.PoolConfig(os.Getenv("POOLSET_TOKEN_PRIMARY"), false)
+	primary, err := mysql.Primary(os.Getenv("POOLSET_TOKEN_PRIMARY"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	read, err := mysql.PoolConfig(os.Getenv("POOLSET_TOKEN_REPLICA"), true)
+	read, err := mysql.Replica(os.Getenv("POOLSET_TOKEN_REPLICA"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1065,7 +1059,7 @@ func TestTokenReaderProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Release(ctx)
+	defer s.Close(ctx)
 	rctx, err := s.ReadYourWritesToken(ctx, token)
 	if err != nil {
 		t.Fatal(err)

@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// errClosedAtRelease is the error of rows, a transaction or a statement
-// used after the set's release closed their connection under them.
-var errClosedAtRelease = fmt.Errorf("%w: the connection was closed at release", ErrPoolClosed)
+// errClosedWithPool is the error of rows, a transaction or a statement
+// used after the pool's Close closed their connection under them.
+var errClosedWithPool = fmt.Errorf("%w: the connection was closed with its pool", ErrPoolClosed)
 
 // tx is a transaction on a pool's connection. Under read-your-writes its
 // Commit records the primary's position.
@@ -39,12 +39,12 @@ func (t *tx) Commit() error {
 func (t *tx) Rollback() error { return t.end(t.inner.Rollback) }
 
 // end runs f, which ends the transaction, with c.mu held, unless the
-// connection was closed at release.
+// connection was closed with its pool.
 func (t *tx) end(f func() error) error {
 	t.c.mu.Lock()
 	defer t.c.mu.Unlock()
 	if t.c.closed {
-		return errClosedAtRelease
+		return errClosedWithPool
 	}
 	t.c.tx = nil
 	return f()
@@ -63,7 +63,7 @@ type rows struct {
 
 func (r *rows) Next(dest []driver.Value) error {
 	if r.closed.Load() {
-		return errClosedAtRelease
+		return errClosedWithPool
 	}
 	return r.Rows.Next(dest)
 }

@@ -7,8 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/poolset/poolset/release"
 )
 
 const (
@@ -16,87 +14,48 @@ const (
 	roleRead    = "read"
 )
 
-// Config describes a Set: one primary pool, zero or more read pools, and
-// the set-wide settings.
-type Config struct {
-	// Primary is the pool for writes, transactions and reads that must be
-	// current. Required.
-	Primary PoolConfig
-	// Reads are pools for reads that may be stale (replicas, or SQLite's
-	// read-only pool). Each must be ReadOnly. Default: none, so every read
-	// goes to the primary.
-	Reads []PoolConfig
-	// LeakThreshold, when positive, logs every connection, transaction or
-	// rows held longer than it, with the repository and the stack that took
-	// it. Default: 0 (off). Taking the stack costs about a microsecond an
-	// acquisition.
-	LeakThreshold time.Duration
-	// Logger receives warnings (leaks, read pools unreachable at start).
-	// Default: slog.Default().
-	Logger *slog.Logger
-	// ReadYourWritesWait bounds how long a read under ReadYourWrites waits
-	// for a read pool to reach the last write. Default: 100 ms.
-	ReadYourWritesWait time.Duration
-	// Release, when set, is the stack Open registers the pools' release
-	// in, after whatever it holds already: a service that opens its broker
-	// connection before its pools registers that first, and one Release
-	// closes the pools and then the broker. Default: a stack of the set's
-	// own.
-	Release *release.Stack
-}
-
 // Set is the pools a service opens once and shares among all its
-// repositories, with the one ordered release that closes them. It is safe
-// for concurrent use. Open it once; hand each repository a Handle.
+// repositories. It is safe for concurrent use. Open it once, hand each
+// repository a Handle, and Close it when the service stops (in a service
+// with other resources, as one step of the service's release stack,
+// registered right after Open so that it runs after whatever uses the
+// pools).
 type Set struct {
 	primary *Pool
 	reads   []*Pool
 	log     *slog.Logger
 	leaks   *leakWatch
 	rywWait time.Duration
-	rel     *release.Stack
 
 	mu      sync.Mutex
 	handles map[string]*Handle
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Open opens the primary pool and checks that it answers, then the read
-// pools, and registers the release of each as it is opened. A read pool
-// that does not answer at start is logged and kept: its reads fall back to
-// the primary until it answers. If Open fails, it releases what it had
-// opened and returns an error naming the pool that failed.
+// pools, and starts the read pools' health checks and the leak watch. A
+// read pool that does not answer at start is logged and kept: its reads
+// fall back to the primary until it answers. If Open fails, it closes
+// exactly what it had opened (as Close would) before it returns an error
+// naming the pool that failed. On success the caller owns the set and
+// closes it with Close.
 func Open(ctx context.Context, cfg Config) (*Set, error) {
-	s := &Set{log: cfg.Logger, handles: make(map[string]*Handle), rel: cfg.Release}
+	s := &Set{log: cfg.Logger, handles: make(map[string]*Handle), rywWait: cfg.ReadYourWritesWait}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	if s.rel == nil {
-		s.rel = new(release.Stack)
-	}
-	s.rywWait = cfg.ReadYourWritesWait
 	if s.rywWait <= 0 {
 		s.rywWait = DefaultReadYourWritesWait
 	}
-	// What Open opens is kept in opened until Open succeeds, so that a
-	// failure releases exactly that, and nothing the caller's stack held.
-	type step struct {
-		name    string
-		timeout time.Duration
-		fn      release.Func
-	}
-	var opened []step
-	register := func(name string, timeout time.Duration, fn release.Func) {
-		opened = append(opened, step{name, timeout, fn})
-	}
 	fail := func(err error) (*Set, error) {
-		var own release.Stack
-		for _, st := range opened {
-			own.AddTimeout(st.name, st.timeout, st.fn)
-		}
-		own.Release(context.WithoutCancel(ctx))
+		s.close(context.WithoutCancel(ctx))
 		return nil, err
 	}
 	if cfg.LeakThreshold > 0 {
+		// The pools record who takes each connection from the start; the
+		// watch starts once they are all open.
 		s.leaks = &leakWatch{threshold: cfg.LeakThreshold, log: s.log}
 	}
 	pc := cfg.Primary
@@ -104,11 +63,10 @@ func Open(ctx context.Context, cfg Config) (*Set, error) {
 	if pc.ReadOnly {
 		return fail(fmt.Errorf("poolset: pool %s: the primary cannot be read-only", pc.Name))
 	}
-	p, err := openPool(ctx, s, pc, rolePrimary, -1, s.log, s.leaks)
+	p, err := openPool(s, pc, rolePrimary, -1)
 	if err != nil {
 		return fail(err)
 	}
-	register("pool "+pc.Name, pc.CloseWait+3*time.Second, p.Close)
 	s.primary = p
 	if err := p.ping(ctx); err != nil {
 		return fail(err)
@@ -118,11 +76,10 @@ func Open(ctx context.Context, cfg Config) (*Set, error) {
 		if !rc.ReadOnly {
 			return fail(fmt.Errorf("poolset: pool %s: a read pool must be read-only", rc.Name))
 		}
-		r, err := openPool(ctx, s, rc, roleRead, i, s.log, s.leaks)
+		r, err := openPool(s, rc, roleRead, i)
 		if err != nil {
 			return fail(err)
 		}
-		register("pool "+rc.Name, rc.CloseWait+3*time.Second, r.Close)
 		s.reads = append(s.reads, r)
 		if rc.Health != nil {
 			r.startHealth(ctx)
@@ -139,10 +96,6 @@ func Open(ctx context.Context, cfg Config) (*Set, error) {
 	}
 	if s.leaks != nil {
 		s.leaks.start(s.pools())
-		opened = append(opened, step{"leak watch", 0, func(context.Context) error { s.leaks.stop(); return nil }})
-	}
-	for _, st := range opened {
-		s.rel.AddTimeout(st.name, st.timeout, st.fn)
 	}
 	return s, nil
 }
@@ -159,16 +112,19 @@ func (s *Set) Reads() []*Pool { return s.reads }
 
 // Handle returns repository name's handle on the set, creating it with the
 // FallbackToPrimary read policy. Every call with the same name returns the
-// same handle.
+// same handle; it panics, as HandleWithPolicy does, when that handle was
+// created with another policy.
 func (s *Set) Handle(name string) *Handle {
 	return s.HandleWithPolicy(name, FallbackToPrimary)
 }
 
 // HandleWithPolicy is Handle with an explicit read policy. The policy of a
-// handle is fixed when it is first created. It panics when name is empty
-// (every connection must be attributed to a repository that says who it
-// is), or when a handle of that name exists with another policy (one
-// repository, one policy): both are mistakes in the code, not in its input.
+// handle is fixed when it is first created: a later call with the same
+// name and policy returns the same handle, and one with another policy
+// panics rather than hand back a handle whose reads do not do what the
+// caller asked (one repository, one policy). It also panics when name is
+// empty (every connection must be attributed to a repository that says who
+// it is). Both are mistakes in the code, not in its input.
 func (s *Set) HandleWithPolicy(name string, policy ReadPolicy) *Handle {
 	if name == "" {
 		panic("poolset: Handle: empty repository name")
@@ -177,7 +133,7 @@ func (s *Set) HandleWithPolicy(name string, policy ReadPolicy) *Handle {
 	defer s.mu.Unlock()
 	if h, ok := s.handles[name]; ok {
 		if h.policy != policy {
-			panic(fmt.Sprintf("poolset: Handle %q: asked with read policy %d, but it was created with %d", name, policy, h.policy))
+			panic(fmt.Sprintf("poolset: Handle %q: asked with read policy %s, but it was created with %s", name, policy, h.policy))
 		}
 		return h
 	}
@@ -213,20 +169,4 @@ func (s *Set) route(h *Handle) (*Pool, *repoStats) {
 	}
 	h.primary.reads.Store(true)
 	return s.primary, h.primary
-}
-
-// Register adds a release step for a resource that is not an SQL pool (a
-// cache client, a broker connection), to run before the pools opened
-// earlier are closed. Register it the moment the resource is acquired.
-// timeout <= 0 means release.DefaultTimeout.
-func (s *Set) Register(name string, timeout time.Duration, fn release.Func) {
-	s.rel.AddTimeout(name, timeout, fn)
-}
-
-// Release closes everything the set opened and every registered resource
-// (and whatever Config.Release held before), last opened first, each within its own timeout and all within ctx. A step
-// that fails or times out does not stop the later ones. It is idempotent
-// and safe to call from several goroutines: all get the first result.
-func (s *Set) Release(ctx context.Context) (*release.Report, error) {
-	return s.rel.Release(ctx)
 }

@@ -23,7 +23,7 @@ type PoolStats struct {
 	Leaves    int64  `json:"leaves"`
 	Rejoins   int64  `json:"rejoins"`
 	// Lag is the replication lag the read pool's health check last
-	// measured, when LagKnown (see PoolConfig.Lag); never on a closed pool.
+	// measured, when LagKnown (see HealthCheck.Lag); never on a closed pool.
 	Lag      time.Duration `json:"lag_ns"`
 	LagKnown bool          `json:"lag_known"`
 
@@ -87,8 +87,8 @@ func (p *Pool) Stats() PoolStats {
 	st.Idle = max(st.Open-st.InUse, 0)
 	if h := p.health; h != nil {
 		st.Leaves, st.Rejoins = h.leaves.Load(), h.rejoins.Load()
-		if p.cfg.Lag != nil && !st.Closed {
-			st.Lag, st.LagKnown = p.cfg.Lag()
+		if !st.Closed {
+			st.Lag, st.LagKnown = h.check.Lag()
 		}
 		if r := h.reason.Load(); r != nil && !h.ok.Load() {
 			st.Unhealthy = *r

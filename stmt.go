@@ -37,8 +37,8 @@ func (s *stmt) Close() error {
 func (s *stmt) NumInput() int { return s.inner.NumInput() }
 
 // run checks the connection out for one execution of the statement,
-// counts it, and runs f with c.mu held, unless the connection was closed at
-// release.
+// counts it, and runs f with c.mu held, unless the connection was closed
+// with its pool.
 func (s *stmt) run(ctx context.Context, kind leaseKind, f func() error) error {
 	if _, err := s.c.use(ctx, kind, s.repo); err != nil {
 		return err

@@ -24,11 +24,11 @@ func TestPingAfterRelease(t *testing.T) {
 	if err := s.Handle("users").PingContext(ctx); err != nil {
 		t.Fatalf("ping: %v", err)
 	}
-	if _, err := s.Release(ctx); err != nil {
+	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Handle("users").PingContext(ctx); !errors.Is(err, poolset.ErrPoolClosed) {
-		t.Errorf("ping after release: got %v; want ErrPoolClosed", err)
+		t.Errorf("ping after close: got %v; want ErrPoolClosed", err)
 	}
 }
 
@@ -93,10 +93,11 @@ func TestWriteThroughReaderFailsWithoutReadPools(t *testing.T) {
 	}
 }
 
-// TestReleaseWithCancelledContext: a release given a context that is
-// already cancelled (a service's signal context) still closes the idle
-// connections with a goodbye before it returns: the pool step is not cut,
-// and the server counts no aborted client.
+// TestReleaseWithCancelledContext: a service's release given a context
+// that is already cancelled (its signal context) still closes the set's
+// idle connections with a goodbye before it returns: the pools' step is
+// not cut, Close returns with every connection closed, and the server
+// counts no aborted client.
 func TestReleaseWithCancelledContext(t *testing.T) {
 	poolsettest.LockServer(t, poolsettest.SharedServers)
 	admin := adminDB(t)
@@ -129,11 +130,14 @@ func TestReleaseWithCancelledContext(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	report, _ := s.Release(ctx)
-	for _, st := range report.Steps {
-		if strings.HasPrefix(st.Name, "pool ") && st.Outcome == release.TimedOut {
-			t.Errorf("step %s: got %s; want the idle connections closed before release returns\n%s", st.Name, st.Outcome, report)
-		}
+	var rel release.Stack
+	rel.AddTimeout("pools", s.CloseTimeout(), s.Close)
+	report, _ := rel.Release(ctx)
+	if st := report.Steps[0]; st.Outcome != release.OK {
+		t.Errorf("step %s: got %s (%v); want ok: the idle connections closed before Close returns\n%s", st.Name, st.Outcome, st.Err, report)
+	}
+	if st := s.Stats()[0]; st.Open != 0 || !st.Closed {
+		t.Errorf("after close: got open %d, closed %v; want the idle connections closed before Close returns", st.Open, st.Closed)
 	}
 	if got := poolsettest.Steady(func() int64 { return status(t, admin, "Aborted_clients") }); got != aborted0 {
 		t.Errorf("Aborted_clients: got %d; want %d (unchanged)", got, aborted0)
@@ -168,7 +172,7 @@ func TestOpenServerThatDoesNotAnswer(t *testing.T) {
 		}
 		mu.Unlock()
 	}()
-	pc, err := mysql.PoolConfig("app:s3cret@tcp("+l.Addr().String()+")/shop", false)
+	pc, err := mysql.Primary("app:s3cret@tcp(" + l.Addr().String() + ")/shop")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,12 +211,12 @@ func TestLeakEveryKind(t *testing.T) {
 		}
 		return true
 	})
-	report, err := s.Release(ctx)
-	if err == nil || !strings.Contains(err.Error(), "4 still held at release") {
-		t.Errorf("release: got %v; want the four listed\n%s", err, report)
+	err = s.Close(ctx)
+	if err == nil || !strings.Contains(err.Error(), "4 still held at close") {
+		t.Errorf("close: got %v; want the four listed", err)
 	}
 	if err := tx.Commit(); !errors.Is(err, poolset.ErrPoolClosed) {
-		t.Errorf("commit of a transaction closed at release: got %v; want ErrPoolClosed", err)
+		t.Errorf("commit of a transaction closed at close: got %v; want ErrPoolClosed", err)
 	}
 	rows.Close()
 	st.Close()

@@ -15,15 +15,15 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // openSet creates database name on the test MariaDB and opens a set on it
 // with a primary pool and a read-only pool on the same server. The set is
-// released when t ends.
+// closed when t ends.
 func openSet(t *testing.T, name string) *poolset.Set {
 	t.Helper()
 	dsn := poolsettest.MySQLDatabase(t, name)
-	primary, err := mysql.PoolConfig(dsn, false)
+	primary, err := mysql.Primary(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	read, err := mysql.PoolConfig(dsn, true)
+	read, err := mysql.Replica(dsn, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,8 +32,8 @@ func openSet(t *testing.T, name string) *poolset.Set {
 		t.Fatalf("poolset.Open: %v", err)
 	}
 	t.Cleanup(func() {
-		if rep, err := s.Release(context.Background()); err != nil {
-			t.Errorf("Release: %v\n%v", err, rep)
+		if err := s.Close(context.Background()); err != nil {
+			t.Errorf("Close: %v", err)
 		}
 	})
 	return s

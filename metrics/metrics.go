@@ -1,7 +1,8 @@
 // Package metrics exports a pool set's figures in the Prometheus format
 // (prometheus/client_golang). The collector reads the figures at scrape
-// time; it holds no state of its own. Importing it costs the Prometheus
-// client; nothing else of poolset depends on it.
+// time; it holds no state of its own. It does not own the set (it never
+// opens or closes one) or the registry it is registered with. Importing it
+// costs the Prometheus client; nothing else of poolset depends on it.
 package metrics
 
 import (

@@ -27,7 +27,7 @@ func TestSetCollector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer set.Release(ctx)
+	defer set.Close(ctx)
 	h := set.Handle("orders")
 	for range 3 {
 		if _, err := h.ExecContext(ctx, "SELECT 1"); err != nil {
@@ -58,13 +58,12 @@ func TestSetCollectorRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	read.Health = func(context.Context, *sql.Conn) error { return errors.New("replica behind") }
-	read.Lag = func() (time.Duration, bool) { return 1500 * time.Millisecond, true }
+	read.Health = behind{}
 	set, err := poolset.Open(ctx, poolset.Config{Primary: primary, Reads: []poolset.PoolConfig{read}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer set.Release(ctx)
+	defer set.Close(ctx)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(metrics.NewSetCollector(set))
 	want := `
@@ -83,3 +82,9 @@ poolset_pool_replication_lag_seconds{pool="read-1",role="read"} 1.5
 		t.Errorf("tree lacks the read pool's state and lag:\n%s", tree)
 	}
 }
+
+// behind is a health check that always fails, with a known lag.
+type behind struct{}
+
+func (behind) Check(context.Context, *sql.Conn) error { return errors.New("replica behind") }
+func (behind) Lag() (time.Duration, bool)             { return 1500 * time.Millisecond, true }

@@ -43,7 +43,7 @@ func TestInterrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	pc, err := mysql.PoolConfig(dsn, false)
+	pc, err := mysql.Primary(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestInterrupt(t *testing.T) {
 	released := false
 	defer func() {
 		if !released {
-			set.Release(ctx)
+			set.Close(ctx)
 		}
 	}()
 
@@ -127,7 +127,7 @@ func TestInterrupt(t *testing.T) {
 		t.Errorf("open connections: got %d; want the pool's connections kept", st.Open)
 	}
 	released = true
-	if _, err := set.Release(ctx); err != nil {
+	if err := set.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := poolsettest.Steady(aborted); got != aborted0 {
@@ -139,7 +139,7 @@ func TestInterrupt(t *testing.T) {
 // through a network registered with the driver keeps its own dialling and
 // gets none.
 func TestPoolConfigInterrupt(t *testing.T) {
-	pc, err := mysql.PoolConfig("root@tcp(127.0.0.1:1)/db?timeout=1s&readTimeout=2s&writeTimeout=3s", false)
+	pc, err := mysql.Primary("root@tcp(127.0.0.1:1)/db?timeout=1s&readTimeout=2s&writeTimeout=3s")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestPoolConfigInterrupt(t *testing.T) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", addr)
 	})
-	pc, err = mysql.PoolConfig("root@poolset-test-net(127.0.0.1:1)/db", false)
+	pc, err = mysql.Primary("root@poolset-test-net(127.0.0.1:1)/db")
 	if err != nil {
 		t.Fatal(err)
 	}

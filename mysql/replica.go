@@ -10,23 +10,25 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/poolset/poolset"
 )
 
 // DefaultMaxLag is the replication lag past which a ReplicaCheck takes a
-// replica out of the rotation.
+// replica out of the rotation: Replica's when its maxLag is 0.
 const DefaultMaxLag = time.Second
 
 // ErrNotCaughtUp is wrapped by ReplicaCheck's error for a replica that is
 // not replicating or lags too far.
 var ErrNotCaughtUp = errors.New("mysql: replica not caught up")
 
-// ReplicaCheck is a poolset health check for one replica, with the lag
-// it last measured. Set a read pool's Health and Lag from one of them:
+// ReplicaCheck is a poolset.HealthCheck for one replica: Check, and the
+// lag it last measured. Replica sets one on the read pools it builds; to
+// set one yourself, give each read pool its own:
 //
-//	c := mysql.NewReplicaCheck(maxLag)
-//	pc.Health, pc.Lag = c.Health, c.Lag
+//	pc.Health = mysql.NewReplicaCheck(maxLag)
 //
-// Health fails when the server does not answer, when its replication IO or
+// Check fails when the server does not answer, when its replication IO or
 // SQL thread is not running, or when its lag is unknown or above maxLag. A
 // server that is not a replica at all (SHOW SLAVE STATUS has no row)
 // passes: it is a read-only pool on a standalone server.
@@ -52,7 +54,7 @@ type ReplicaCheck struct {
 	lag    atomic.Int64 // nanoseconds; -1 while unknown
 }
 
-// NewReplicaCheck returns a check that fails past maxLag (default 1 s
+// NewReplicaCheck returns a check that fails past maxLag (DefaultMaxLag
 // when maxLag <= 0). Its lag is unknown until its first check.
 func NewReplicaCheck(maxLag time.Duration) *ReplicaCheck {
 	if maxLag <= 0 {
@@ -72,8 +74,8 @@ func (c *ReplicaCheck) Lag() (time.Duration, bool) {
 	return time.Duration(n), n >= 0
 }
 
-// Health is the check: see ReplicaCheck.
-func (c *ReplicaCheck) Health(ctx context.Context, conn *sql.Conn) error {
+// Check is the check: see ReplicaCheck.
+func (c *ReplicaCheck) Check(ctx context.Context, conn *sql.Conn) error {
 	lag, err := c.measure(ctx, conn)
 	if lag < 0 {
 		c.lag.Store(-1)
@@ -240,13 +242,20 @@ func ReplicaStatus(ctx context.Context, conn *sql.Conn) (map[string]string, erro
 	return all[0], nil
 }
 
-// PositionQuery returns the GTID of the connection's last commit on a
-// MariaDB primary (@@last_gtid), for poolset.PoolConfig.PositionQuery.
-const PositionQuery = "SELECT @@last_gtid"
+// GTIDPositions are MariaDB's replication positions, as a
+// poolset.Positions: the primary reads the GTID of a connection's last
+// commit (SELECT @@last_gtid), and a replica waits for it with
+// MASTER_GTID_WAIT. Primary and Replica set it. The zero value is ready to
+// use and safe for concurrent use. On MySQL, which has neither, reading the
+// position fails and reads under ReadYourWrites go to the primary.
+type GTIDPositions struct{}
+
+// PositionQuery returns SELECT @@last_gtid.
+func (GTIDPositions) PositionQuery() string { return "SELECT @@last_gtid" }
 
 // WaitPosition waits up to timeout for conn's server to have applied the
 // GTID position pos (MASTER_GTID_WAIT) and reports whether it did.
-func WaitPosition(ctx context.Context, conn *sql.Conn, pos string, timeout time.Duration) (bool, error) {
+func (GTIDPositions) WaitPosition(ctx context.Context, conn *sql.Conn, pos string, timeout time.Duration) (bool, error) {
 	if pos == "" {
 		return true, nil
 	}
@@ -256,3 +265,8 @@ func WaitPosition(ctx context.Context, conn *sql.Conn, pos string, timeout time.
 	}
 	return res == 0, nil
 }
+
+var (
+	_ poolset.HealthCheck = (*ReplicaCheck)(nil)
+	_ poolset.Positions   = GTIDPositions{}
+)

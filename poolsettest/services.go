@@ -1,5 +1,9 @@
 // Package poolsettest helps tests find, and start, the real servers that
-// poolset talks to.
+// poolset talks to: the machine's shared services (services.go), MariaDB
+// instances and replication pairs of a test's own (instance.go, pair.go),
+// and locks that keep tests that count a server's connections apart
+// (lock.go). It is for tests only: no production package imports it, and it
+// does not open pools (packages poolset and mysql do).
 //
 // Tests find the machine's services through environment variables and fall
 // back to the default local address; when a service is absent they skip with

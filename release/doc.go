@@ -1,6 +1,12 @@
 // Package release runs the release of a set of resources in a fixed order,
 // with a bounded time for each step and for the whole.
 //
+// It owns the order, the timeouts and the report; it does not own the
+// resources, and knows nothing of pools, brokers or caches: each step is a
+// function its caller registers (a pool set's Close, a client's Close).
+// Package poolset does not use it; a service that has more to release than
+// its pools does.
+//
 // A resource's release is registered on a [Stack] the moment the resource is
 // acquired, so a constructor that fails half-way releases exactly what it
 // opened, and a program that shuts down releases everything it holds:

@@ -2,6 +2,10 @@
 // modernc.org/sqlite (pure Go, no cgo): one database file in WAL mode, a
 // one-connection write pool as the primary and a read-only pool of several
 // connections as the read pool: the same shape as a primary and a replica.
+// It also tells SQLite's errors apart (IsDuplicateKey, IsRetryable,
+// IsReadOnly). It does not own the pools (package poolset opens and closes
+// them) or the schema. The read pool needs no health check (it is the same
+// file) and has no Positions: reads under ReadYourWrites go to the primary.
 package sqlite
 
 import (

@@ -27,11 +27,11 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, s *shop.Shop)) {
 	})
 	t.Run("mariadb", func(t *testing.T) {
 		dsn := poolsettest.MySQLDatabase(t, "poolset_t_shop")
-		primary, err := mysql.PoolConfig(dsn, false)
+		primary, err := mysql.Primary(dsn)
 		if err != nil {
 			t.Fatal(err)
 		}
-		read, err := mysql.PoolConfig(dsn, true)
+		read, err := mysql.Replica(dsn, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,8 +48,8 @@ func openShop(t *testing.T, cfg poolset.Config, d shop.Dialect) *shop.Shop {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if _, err := set.Release(ctx); err != nil {
-			t.Errorf("release: %v", err)
+		if err := set.Close(ctx); err != nil {
+			t.Errorf("close: %v", err)
 		}
 	})
 	if n, err := shop.Migrate(ctx, set.Primary().DB(), d); err != nil || n != 1 {

@@ -50,21 +50,19 @@ func setConfig(cfg config, log *slog.Logger) (poolset.Config, error) {
 		pc.Primary, pc.Reads = primary, []poolset.PoolConfig{read}
 		return pc, nil
 	}
-	primary, err := mysql.PoolConfig(cfg.MySQL, false)
+	primary, err := mysql.Primary(cfg.MySQL)
 	if err != nil {
 		return pc, usagef("--mysql: %v", err)
 	}
 	primary.MaxOpen = cfg.MaxOpen
 	pc.Primary = primary
 	for i, dsn := range cfg.Replicas {
-		rc, err := mysql.PoolConfig(dsn, true)
+		rc, err := mysql.Replica(dsn, cfg.MaxLag)
 		if err != nil {
 			return pc, usagef("--replica: %v", err)
 		}
 		rc.Name = fmt.Sprintf("replica-%d", i+1)
 		rc.MaxOpen = cfg.MaxOpen
-		check := mysql.NewReplicaCheck(cfg.MaxLag)
-		rc.Health, rc.Lag = check.Health, check.Lag
 		pc.Reads = append(pc.Reads, rc)
 	}
 	return pc, nil
@@ -100,8 +98,7 @@ func openApp(ctx context.Context, cfg config, opts openOpts, log *slog.Logger) (
 			return fail(err)
 		}
 	}
-	pc.Release = a.rel
-	set, err := poolset.Open(ctx, pc)
+	set, err := poolset.Open(ctx, pc) // on error it has closed what it opened
 	if err != nil {
 		setting := "--data"
 		if cfg.MySQL != "" {
@@ -110,6 +107,7 @@ func openApp(ctx context.Context, cfg config, opts openOpts, log *slog.Logger) (
 		return fail(fmt.Errorf("%s: %w", setting, err))
 	}
 	a.set = set
+	a.rel.AddTimeout("pools", set.CloseTimeout(), set.Close)
 	var cache shop.ProductCache
 	if opts.cache && cfg.Redis != "" {
 		// The cache is optional: a Redis that is down costs misses, not
@@ -118,7 +116,7 @@ func openApp(ctx context.Context, cfg config, opts openOpts, log *slog.Logger) (
 		if err != nil {
 			return fail(usagef("--redis: %v", err))
 		}
-		set.Register("redis", 0, func(context.Context) error { return rc.Close() })
+		a.rel.Add("redis", func(context.Context) error { return rc.Close() })
 		a.cache = productcache.NewProductCache(rc, 0, log)
 		cache = a.cache
 		if err := a.cache.Ping(ctx); err != nil {

@@ -99,7 +99,7 @@ func benchMode(ctx context.Context, cfg config, mode string, clients int, d time
 		if err != nil {
 			return nil, fmt.Errorf("--mysql: %w", err)
 		}
-		rel.Add("set "+name, func(ctx context.Context) error { _, err := s.Release(ctx); return err })
+		rel.AddTimeout("set "+name, s.CloseTimeout(), s.Close)
 		return s, nil
 	}
 	row := benchRow{Mode: mode}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -19,11 +20,15 @@ func TestDemoEmbedded(t *testing.T) {
 		for _, want := range []string{
 			"primary (sqlite)", "read-1 (sqlite, read-only)",
 			"users", "orders", "products",
-			"STEP", "OUTCOME", "pool primary", "ok",
+			"STEP", "OUTCOME",
 		} {
 			if !strings.Contains(r.stdout, want) {
 				t.Errorf("stdout has no %q:\n%s", want, r.stdout)
 			}
+		}
+		// The release table has the set's pools closed ok.
+		if !regexp.MustCompile(`(?m)^\s*\d+\s+pools\s+ok\s`).MatchString(r.stdout) {
+			t.Errorf("stdout has no release row \"pools ok\":\n%s", r.stdout)
 		}
 		// Each repository appears as a branch of the tree.
 		for _, repo := range []string{"users", "orders", "products"} {

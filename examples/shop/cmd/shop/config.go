@@ -68,11 +68,11 @@ func newFlagSet(name string, stdout io.Writer, cfg *config) (fs *flag.FlagSet) {
 	}
 	fs.StringVar(&cfg.Data, "data", data, "`dir`ectory for embedded state (SQLite) [POOLSET_DATA]")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the final summary as one JSON object on stdout")
-	fs.IntVar(&cfg.MaxOpen, "max-open", 10, "most connections of each SQL pool (SQLite's primary always has 1)")
+	fs.IntVar(&cfg.MaxOpen, "max-open", poolset.DefaultMaxOpen, "most connections of each SQL pool (SQLite's primary always has 1)")
 	fs.DurationVar(&cfg.LeakThreshold, "leak-threshold", 0, "log connections held longer than this, with the acquiring stack (0 = off)")
 	fs.DurationVar(&cfg.AckWait, "ack-wait", 30*time.Second, "NATS: how long a message taken by a worker that died stays invisible before it is redelivered")
 	fs.IntVar(&cfg.Prefetch, "prefetch", 1000, "RabbitMQ: most unacked messages pushed to one worker (deeper is faster alone, shallower shares the queue better among workers)")
-	fs.DurationVar(&cfg.MaxLag, "max-lag", time.Second, "a replica lagging more than this leaves the read rotation until it catches up")
+	fs.DurationVar(&cfg.MaxLag, "max-lag", mysql.DefaultMaxLag, "a replica lagging more than this leaves the read rotation until it catches up")
 	return fs
 }
 
@@ -131,12 +131,15 @@ func parse(fs *flag.FlagSet, args []string, cfg *config) error {
 		return usagef("--max-open: must be positive, got %d", cfg.MaxOpen)
 	}
 	if cfg.MySQL != "" {
-		if _, err := mysql.PoolConfig(cfg.MySQL, false); err != nil {
+		if _, err := mysql.Primary(cfg.MySQL); err != nil {
 			return usagef("--mysql: %v", err)
 		}
 	}
+	if cfg.MaxLag < 0 {
+		return usagef("--max-lag: must not be negative, got %s", cfg.MaxLag)
+	}
 	for _, r := range cfg.Replicas {
-		if _, err := mysql.PoolConfig(r, true); err != nil {
+		if _, err := mysql.Replica(r, cfg.MaxLag); err != nil {
 			return usagef("--replica: %v", err)
 		}
 	}

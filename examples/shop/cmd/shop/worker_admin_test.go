@@ -199,5 +199,5 @@ func TestWorkerReadyzBrokerDown(t *testing.T) {
 
 	w.signal(syscall.SIGTERM)
 	s := wantCleanExit(t, "worker", w)
-	wantReleaseOrder(t, s, "consumer", "admin server", "pool primary", "broker nats")
+	wantReleaseOrder(t, s, "consumer", "admin server", "pools", "broker nats")
 }

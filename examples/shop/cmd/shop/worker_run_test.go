@@ -293,6 +293,6 @@ func TestWorkerWithoutRedis(t *testing.T) {
 	if strings.Contains(r.stderr, redisPassword) || strings.Contains(r.stdout, redisPassword) {
 		t.Errorf("worker output shows the Redis password")
 	}
-	wantReleaseOrder(t, s, "consumer", "admin server", "redis", "pool primary", "broker nats")
+	wantReleaseOrder(t, s, "consumer", "admin server", "redis", "pools", "broker nats")
 	verifyOrders(t, d, orders)
 }
