@@ -2,7 +2,6 @@ package poolset
 
 import (
 	"net/url"
-	"regexp"
 	"strings"
 )
 
@@ -26,7 +25,7 @@ import (
 // to it, so do not print such a DSN whole. Redact never fails; what it does
 // not recognise it returns unchanged.
 func Redact(s string) string {
-	s = secretParam.ReplaceAllString(s, "${1}***")
+	s = redactParams(s)
 	var b strings.Builder
 	for len(s) > 0 {
 		i := strings.IndexAny(s, " \t\n,")
@@ -43,10 +42,65 @@ func Redact(s string) string {
 	return b.String()
 }
 
-// secretParam matches a key=value setting whose value is a secret: the
-// key and '=' in group 1, then the value, quoted ('...') or up to the next
-// space, '&', ';' or ','.
-var secretParam = regexp.MustCompile(`(?i)\b((?:password|passwd|pwd|pass|token|secret|sslpassword)=)(?:'(?:[^'\\]|\\.)*'|[^\s&;,]*)`)
+// secretKeys are the keys whose values Redact hides in key=value settings.
+var secretKeys = []string{"password", "passwd", "pwd", "pass", "token", "secret", "sslpassword"}
+
+// redactParams replaces the value of every key=value setting whose key is
+// one of secretKeys (in any case, and not the tail of a longer word) with
+// ***. A value runs to the next space, '&', ';' or ',', or, when it begins
+// with a quote, to the closing quote (libpq's 'a b\'c').
+func redactParams(s string) string {
+	var b strings.Builder
+	i := 0
+	for j := 0; j < len(s); j++ {
+		if s[j] != '=' {
+			continue
+		}
+		k := j
+		for k > 0 && isWordByte(s[k-1]) {
+			k--
+		}
+		if !isSecretKey(s[k:j]) {
+			continue
+		}
+		end := j + 1
+		if end < len(s) && s[end] == '\'' {
+			end++
+			for end < len(s) && s[end] != '\'' {
+				if s[end] == '\\' {
+					end++
+				}
+				end++
+			}
+			end = min(end+1, len(s))
+		} else {
+			for end < len(s) && !strings.ContainsRune(" \t\n&;,", rune(s[end])) {
+				end++
+			}
+		}
+		b.WriteString(s[i : j+1])
+		b.WriteString("***")
+		i, j = end, end-1
+	}
+	if i == 0 {
+		return s
+	}
+	b.WriteString(s[i:])
+	return b.String()
+}
+
+func isSecretKey(k string) bool {
+	for _, sk := range secretKeys {
+		if strings.EqualFold(k, sk) {
+			return true
+		}
+	}
+	return false
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+}
 
 // redactWord redacts the credentials of one URL or DSN.
 func redactWord(w string) string {

@@ -44,3 +44,18 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactParams: keys are matched whole and in any case, and values end
+// where a DSN's or a query's next setting begins.
+func TestRedactParams(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"bypass=1 Password=x&PWD=y;token=z,secret='a\\'b c' keep=1", "bypass=1 Password=***&PWD=***;token=***,secret=*** keep=1"},
+		{"password=", "password=***"},
+		{"password='unterminated", "password=***"},
+		{"x=1 y=2", "x=1 y=2"},
+	} {
+		if got := poolset.Redact(tt.in); got != tt.want {
+			t.Errorf("Redact(%q) = %q; want %q", tt.in, got, tt.want)
+		}
+	}
+}
