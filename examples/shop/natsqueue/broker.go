@@ -35,10 +35,6 @@ const (
 	DefaultDeadMaxBytes = 256 << 20
 )
 
-// ErrAlreadySettled is returned by a delivery's Ack, Nak or DeadLetter when
-// the delivery has already been settled successfully.
-var ErrAlreadySettled = errors.New("nats: already settled")
-
 // Options configures Open. Only URL is required.
 type Options struct {
 	// URL is the server to connect to, nats://[user:password@]host:port; a
@@ -245,9 +241,9 @@ func (b *Broker) unprefixed(s string) string {
 }
 
 // Source creates or updates the durable pull consumer opts.Consumer and
-// returns a Source reading from it. Several Sources of one Broker, or of
+// returns a *Source reading from it. Several Sources of one Broker, or of
 // several processes, share the consumer's deliveries.
-func (b *Broker) Source(ctx context.Context) (*Source, error) {
+func (b *Broker) Source(ctx context.Context) (worker.Source, error) {
 	cfg := jetstream.ConsumerConfig{
 		Durable:       b.opts.Consumer,
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -272,9 +268,13 @@ func (b *Broker) Source(ctx context.Context) (*Source, error) {
 	return newSource(b, c), nil
 }
 
-// Publisher returns a Publisher publishing through b. It is cheap; the
+// Publisher returns a *Publisher publishing through b. It is cheap; the
 // Publisher is valid until b is closed.
-func (b *Broker) Publisher() *Publisher { return &Publisher{b: b} }
+func (b *Broker) Publisher() worker.Publisher { return &Publisher{b: b} }
+
+// Address returns the URL b was opened with, with any password or token
+// replaced by ***.
+func (b *Broker) Address() string { return poolset.Redact(b.opts.URL) }
 
 // DeadLetters returns every message in the dead stream, oldest first. It
 // reads them one request each and is meant for tests and the command line,
@@ -308,23 +308,23 @@ func (b *Broker) DeadLetters(ctx context.Context) ([]worker.DeadLetter, error) {
 }
 
 // Pending returns how many messages of the stream the durable consumer has
-// not yet had acknowledged: those not delivered yet plus those delivered
-// and unsettled. Before Source has created the consumer it is the number of
-// messages in the stream.
-func (b *Broker) Pending(ctx context.Context) (uint64, error) {
+// not yet had settled: those not delivered yet plus those delivered and
+// unsettled, by any process. Before Source has created the consumer it is
+// the number of messages in the stream.
+func (b *Broker) Pending(ctx context.Context) (int64, error) {
 	c, err := b.js.Consumer(ctx, b.opts.Stream, b.opts.Consumer)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		s, err := b.js.Stream(ctx, b.opts.Stream)
 		if err != nil {
 			return 0, fmt.Errorf("nats: pending: stream %s: %w", b.opts.Stream, err)
 		}
-		return s.CachedInfo().State.Msgs, nil
+		return int64(s.CachedInfo().State.Msgs), nil
 	}
 	if err != nil {
 		return 0, fmt.Errorf("nats: pending: consumer %s: %w", b.opts.Consumer, err)
 	}
 	info := c.CachedInfo() // fetched by Consumer just now
-	return info.NumPending + uint64(info.NumAckPending), nil
+	return int64(info.NumPending) + int64(info.NumAckPending), nil
 }
 
 // Purge removes every message from both streams, for tests and benchmarks.

@@ -1,7 +1,17 @@
-// Package nats connects poolset's worker to NATS JetStream: a [Broker] is one
-// long-lived connection; its [Source] pulls deliveries from a durable pull
-// consumer and its [Publisher] publishes with deduplication. Both implement
-// the interfaces of package worker.
+// Package natsqueue is the shop's order queue on NATS JetStream: the
+// streams that hold the shop's order and registration messages and their
+// dead letters, the durable consumer the worker pulls from, and the
+// publishing of those messages. It is not a general NATS package: its
+// subjects, streams, headers and settle rules are the shop worker's.
+//
+// A [Broker] is one long-lived connection and implements worker.Broker; its
+// Source (a [*Source]) pulls [*Delivery] values from a durable pull
+// consumer, and its Publisher publishes with deduplication. They implement
+// the interfaces of package worker, with worker's sentinel errors
+// (worker.ErrAlreadySettled, worker.ErrSourceStopped,
+// worker.ErrDeadLetterRefused). The package does not own what a message
+// means or when it is settled (package worker), nor the order of shutdown
+// (the command's release; see below).
 //
 // Open a Broker once and share it. The streams (by default SHOP holding
 // shop.orders.placed and shop.users.registered, and SHOP_DEAD holding
@@ -28,7 +38,7 @@
 // A delivery left unsettled is not lost either: the server redelivers it
 // after the consumer's AckWait (30s by default).
 //
-//	b, err := nats.Open(ctx, nats.Options{URL: "nats://127.0.0.1:4222"})
+//	b, err := natsqueue.Open(ctx, natsqueue.Options{URL: "nats://127.0.0.1:4222"})
 //	if err != nil {
 //		return err
 //	}

@@ -109,7 +109,7 @@ func source(t testing.TB, b *natsqueue.Broker) *natsqueue.Source {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { src.Stop(context.Background()) })
-	return src
+	return src.(*natsqueue.Source)
 }
 
 func messages(n int, prefix string) []worker.Message {
@@ -142,7 +142,7 @@ func publish(t testing.TB, b *natsqueue.Broker, msgs []worker.Message) worker.Pu
 }
 
 // fetchN fetches until it has want deliveries, failing after 20s.
-func fetchN(t testing.TB, src *natsqueue.Source, want int) []worker.Delivery {
+func fetchN(t testing.TB, src worker.Source, want int) []worker.Delivery {
 	t.Helper()
 	ctx := context.Background()
 	var got []worker.Delivery
@@ -161,7 +161,7 @@ func fetchN(t testing.TB, src *natsqueue.Source, want int) []worker.Delivery {
 }
 
 // fetchNone asserts that a Fetch waiting wait returns nothing.
-func fetchNone(t testing.TB, src *natsqueue.Source, wait time.Duration) {
+func fetchNone(t testing.TB, src worker.Source, wait time.Duration) {
 	t.Helper()
 	ds, err := src.Fetch(context.Background(), 10, wait)
 	if err != nil {
@@ -183,7 +183,7 @@ func ack(t testing.TB, ds ...worker.Delivery) {
 }
 
 // waitPending waits up to 10s for b.Pending to be want.
-func waitPending(t testing.TB, b *natsqueue.Broker, want uint64) {
+func waitPending(t testing.TB, b *natsqueue.Broker, want int64) {
 	t.Helper()
 	ctx := context.Background()
 	deadline := time.Now().Add(10 * time.Second)
@@ -325,8 +325,8 @@ func TestSettleTwice(t *testing.T) {
 				t.Fatalf("%s: %v", first.name, err)
 			}
 			for _, second := range settles {
-				if err := second.do(d); !errors.Is(err, natsqueue.ErrAlreadySettled) {
-					t.Errorf("%s after %s: err = %v; want %v", second.name, first.name, err, natsqueue.ErrAlreadySettled)
+				if err := second.do(d); !errors.Is(err, worker.ErrAlreadySettled) {
+					t.Errorf("%s after %s: err = %v; want %v", second.name, first.name, err, worker.ErrAlreadySettled)
 				}
 			}
 		}
@@ -620,7 +620,7 @@ func TestPublishThroughput(t *testing.T) {
 		publish(t, b, msgs)
 		took := time.Since(start)
 		t.Logf("published %d messages in %v: %.0f messages/s", len(msgs), took.Round(time.Millisecond), float64(len(msgs))/took.Seconds())
-		waitPending(t, b, uint64(len(msgs)))
+		waitPending(t, b, int64(len(msgs)))
 	})
 }
 

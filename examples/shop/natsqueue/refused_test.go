@@ -90,8 +90,8 @@ func TestDeadLetterRefused(t *testing.T) {
 				if err := d.Drop(ctx, reason); err != nil {
 					t.Fatalf("Drop after a refused DeadLetter: %v", err)
 				}
-				if err := d.Drop(ctx, reason); !errors.Is(err, natsqueue.ErrAlreadySettled) {
-					t.Errorf("second Drop: err = %v; want %v", err, natsqueue.ErrAlreadySettled)
+				if err := d.Drop(ctx, reason); !errors.Is(err, worker.ErrAlreadySettled) {
+					t.Errorf("second Drop: err = %v; want %v", err, worker.ErrAlreadySettled)
 				}
 				waitPending(t, b, 0)
 				fetchNone(t, src, 2500*time.Millisecond)

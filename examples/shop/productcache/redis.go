@@ -1,6 +1,11 @@
-// Package redis is poolset's Redis client (go-redis v9) and the shop's
-// product-details cache on it: cache-aside with a TTL, never failing the
-// caller when Redis is down.
+// Package productcache is the shop's product-details cache on Redis
+// (go-redis v9): a Client, one long-lived connection pool to Redis, and the
+// ProductCache on it, cache-aside with a TTL, never failing the caller when
+// Redis is down. It implements shop.ProductCache.
+//
+// It caches product details only, never the stock, and owns no product
+// data: the products live in the shop's database (package shop). It is not
+// a general Redis package.
 package productcache
 
 import (

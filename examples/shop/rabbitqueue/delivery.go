@@ -22,9 +22,10 @@ const (
 	headerSubject = "x-poolset-subject"
 )
 
-// Delivery is one message from a Source. It implements worker.Delivery.
-// Its methods are safe for concurrent use; it is settled once, by Ack, Nak
-// or DeadLetter, and any later settling returns ErrAlreadySettled.
+// Delivery is one message from a Source. It implements worker.Delivery and
+// worker.Timestamped. Its methods are safe for concurrent use; it is
+// settled once, by Ack, Nak, DeadLetter or Drop, and any later settling
+// returns worker.ErrAlreadySettled.
 type Delivery struct {
 	src     *Source
 	c       *consumer
@@ -74,7 +75,7 @@ func (d *Delivery) Delivered() int {
 // ErrStaleDelivery (wrapped).
 func (d *Delivery) Ack(ctx context.Context) error {
 	if !d.settled.CompareAndSwap(false, true) {
-		return ErrAlreadySettled
+		return worker.ErrAlreadySettled
 	}
 	return d.done("ack", func() error { return d.d.Ack(false) })
 }
@@ -88,7 +89,7 @@ func (d *Delivery) Ack(ctx context.Context) error {
 // ErrStaleDelivery (wrapped).
 func (d *Delivery) Nak(ctx context.Context, delay time.Duration) error {
 	if !d.settled.CompareAndSwap(false, true) {
-		return ErrAlreadySettled
+		return worker.ErrAlreadySettled
 	}
 	if delay > 0 && !d.c.ch.closed() && d.src.later(d, delay) {
 		return nil
@@ -122,7 +123,7 @@ func (d *Delivery) handBack() {
 // DeadLetter publishes nothing and returns ErrStaleDelivery (wrapped).
 func (d *Delivery) DeadLetter(ctx context.Context, reason string) error {
 	if !d.settled.CompareAndSwap(false, true) {
-		return ErrAlreadySettled
+		return worker.ErrAlreadySettled
 	}
 	if d.c.ch.closed() {
 		return d.done("dead-letter", func() error { return amqp.ErrClosed })
@@ -169,7 +170,7 @@ func (d *Delivery) DeadLetter(ctx context.Context, reason string) error {
 // delivery's channel has closed, Drop returns ErrStaleDelivery (wrapped).
 func (d *Delivery) Drop(ctx context.Context, reason string) error {
 	if !d.settled.CompareAndSwap(false, true) {
-		return ErrAlreadySettled
+		return worker.ErrAlreadySettled
 	}
 	return d.done("drop", func() error { return d.d.Reject(false) })
 }

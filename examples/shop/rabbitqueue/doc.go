@@ -1,6 +1,17 @@
-// Package rabbitmq is poolset's RabbitMQ broker (amqp091-go): one AMQP
-// connection, reconnected automatically, that the shop worker pulls
-// deliveries from and publishes to.
+// Package rabbitqueue is the shop's order queue on RabbitMQ (amqp091-go):
+// the exchanges and queues that hold the shop's order and registration
+// messages and their dead letters, one AMQP connection to them, reconnected
+// automatically, that the shop worker pulls deliveries from, and the
+// publishing of those messages. It is not a general RabbitMQ package: its
+// topology, headers and settle rules are the shop worker's.
+//
+// A [Broker] implements worker.Broker; its Source (a [*Source]) hands out
+// [*Delivery] values, and its Publisher publishes with confirms. They
+// implement the interfaces of package worker, with worker's sentinel
+// errors (worker.ErrAlreadySettled, worker.ErrSourceStopped,
+// worker.ErrDeadLetterRefused). The package does not own what a message
+// means or when it is settled (package worker), nor the order of shutdown
+// (the command's release).
 //
 // Open declares the topology idempotently: a durable topic exchange
 // ("shop") and a durable quorum queue ("poolset.shop") bound to it with the
@@ -12,7 +23,7 @@
 //
 // A Broker is opened once and shared:
 //
-//	b, err := rabbitmq.Open(ctx, rabbitmq.Options{URL: "amqp://guest:guest@127.0.0.1:5672/"})
+//	b, err := rabbitqueue.Open(ctx, rabbitqueue.Options{URL: "amqp://guest:guest@127.0.0.1:5672/"})
 //	if err != nil {
 //		return err
 //	}

@@ -21,9 +21,9 @@ type Publisher struct {
 	b *Broker
 }
 
-// Publisher returns the Broker's Publisher. It opens nothing: the channel
+// Publisher returns the Broker's Publisher, a *Publisher. It opens nothing: the channel
 // opens at the first Publish.
-func (b *Broker) Publisher() *Publisher { return &Publisher{b: b} }
+func (b *Broker) Publisher() worker.Publisher { return &Publisher{b: b} }
 
 // Publish publishes msgs, in order, as persistent messages with routing key
 // Subject and message-id ID, keeping up to 1000 unconfirmed, and returns

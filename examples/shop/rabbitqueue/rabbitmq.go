@@ -19,9 +19,6 @@ import (
 var (
 	// ErrClosed is returned by a Broker's methods after Close.
 	ErrClosed = errors.New("rabbitmq: broker closed")
-	// ErrAlreadySettled is returned by a Delivery's Ack, Nak and DeadLetter
-	// after the delivery was settled once.
-	ErrAlreadySettled = errors.New("rabbitmq: already settled")
 	// ErrStaleDelivery is returned (wrapped) by a Delivery's Ack, Nak and
 	// DeadLetter when the channel the delivery came on has closed, as it
 	// does when the connection drops. The broker has requeued the message
@@ -174,6 +171,10 @@ func (b *Broker) withChannel(ctx context.Context, op string, f func(*amqp.Channe
 	return nil
 }
 
+// Address returns the URL b was opened with, with the password replaced
+// by ***.
+func (b *Broker) Address() string { return b.addr }
+
 func (b *Broker) sourceList() []*Source {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -184,22 +185,22 @@ func (b *Broker) sourceList() []*Source {
 	return list
 }
 
-// Pending returns how many messages of the queue are not yet done: the
+// Pending returns how many messages of the queue are not yet settled: the
 // queue's ready count, as the broker reports it, plus the deliveries this
 // Broker's Sources have received and not yet settled. Deliveries that other
 // processes hold, or that are on the wire, are not counted.
-func (b *Broker) Pending(ctx context.Context) (int, error) {
-	var ready int
+func (b *Broker) Pending(ctx context.Context) (int64, error) {
+	var ready int64
 	err := b.withChannel(ctx, "pending "+b.opts.Queue, func(ch *amqp.Channel) error {
 		q, err := ch.QueueDeclarePassive(b.opts.Queue, true, false, false, false, nil)
-		ready = q.Messages
+		ready = int64(q.Messages)
 		return err
 	})
 	if err != nil {
 		return 0, err
 	}
 	for _, s := range b.sourceList() {
-		ready += s.unsettled()
+		ready += int64(s.unsettled())
 	}
 	return ready, nil
 }

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/poolset/poolset/examples/shop/internal/latency"
 )
 
 // MixConfig describes a mixed load through the three repositories: 50%
@@ -130,7 +132,7 @@ func (m *Mix) Run(ctx context.Context) MixResult {
 	r := MixResult{
 		Clients: m.cfg.Clients, Ops: m.ops.Load(), UserReads: m.userReads.Load(), ProductReads: m.productReads.Load(),
 		Orders: m.orders.Load(), Accepted: m.accepted.Load(), Rejected: m.rejected.Load(), Errors: m.errs.Load(),
-		Elapsed: elapsed, P50: Percentile(all, 50), P99: Percentile(all, 99),
+		Elapsed: elapsed, P50: latency.Percentile(all, 50), P99: latency.Percentile(all, 99),
 	}
 	if elapsed > 0 {
 		r.OpsPerSec = float64(r.Ops) / elapsed.Seconds()
@@ -187,14 +189,4 @@ func (m *Mix) one(ctx context.Context, rng *rand.Rand, n int64) bool {
 		m.mu.Unlock()
 	}
 	return true
-}
-
-// Percentile returns the pct-th percentile (0 to 100) of sorted, an
-// ascending slice: the element at index (len-1)*pct/100; 0 when sorted is
-// empty.
-func Percentile(sorted []time.Duration, pct int) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	return sorted[(len(sorted)-1)*pct/100]
 }

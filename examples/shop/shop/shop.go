@@ -1,7 +1,14 @@
 // Package shop is poolset's example domain: users, products and orders,
 // stored through three repositories that share one primary pool, with user
 // reads on the read pool and product details cached. It is the seed
-// service's createRepos in Go.
+// service's createRepos in Go. It owns the schema (migrations), the rules
+// of placing an order (all or nothing, idempotent by id), the seed, the
+// mixed load and the checks of verify.
+//
+// It does not open or close a pool (the command opens the pool set once
+// and hands it to New), hold a cache client (ProductCache is an interface,
+// implemented on Redis by package productcache), or read messages
+// (package worker decodes them and calls a *Shop as its worker.Store).
 package shop
 
 import (
@@ -108,7 +115,7 @@ func (o Order) Validate() error {
 }
 
 // Dialect is what differs between the SQL backends. Packages mysql and
-// sqlite provide the predicates; cmd/poolset wires them.
+// sqlite provide the predicates; cmd/shop wires them.
 type Dialect struct {
 	// Name is "mysql" or "sqlite".
 	Name string

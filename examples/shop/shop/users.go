@@ -84,3 +84,10 @@ func (r *UserRepo) RegisterMany(ctx context.Context, users []User) error {
 	}
 	return nil
 }
+
+// RegisterUsers stores users with one statement on the primary, updating
+// the email and name of those whose id exists (see UserRepo.RegisterMany).
+// It is what the worker's Store asks of the shop.
+func (s *Shop) RegisterUsers(ctx context.Context, users []User) error {
+	return s.Users.RegisterMany(ctx, users)
+}

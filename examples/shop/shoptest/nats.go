@@ -1,6 +1,8 @@
 // Package shoptest holds the shop example's test helpers that the library's
 // poolsettest does not: a nats-server process that a test can stop and
-// start again. Only tests import it; no binary links it.
+// start again. Only tests import it; no binary links it. Finding the
+// machine's servers and starting MariaDB pairs are poolsettest's; the
+// worker's in-memory broker and store are in package worker's tests.
 package shoptest
 
 import (

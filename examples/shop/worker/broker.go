@@ -12,12 +12,57 @@ const (
 	SubjectUserRegistered = "shop.users.registered"
 )
 
-// ErrSourceStopped is returned by Fetch after Stop.
-var ErrSourceStopped = errors.New("worker: source stopped")
+var (
+	// ErrSourceStopped is returned by a Source's Fetch after Stop.
+	ErrSourceStopped = errors.New("worker: source stopped")
+	// ErrAlreadySettled is returned, unwrapped, by a Delivery's Ack, Nak,
+	// DeadLetter and Drop, and by an Extender's Extend, once the delivery
+	// has been settled: the first settle that succeeds wins, and a failed
+	// one may be tried again.
+	ErrAlreadySettled = errors.New("worker: already settled")
+	// ErrDeadLetterRefused is wrapped by a Delivery's DeadLetter when the
+	// broker refused the dead-letter copy for good: trying again cannot
+	// help, and the delivery is left unsettled for Drop.
+	ErrDeadLetterRefused = errors.New("worker: the broker refused the dead-letter copy")
+)
+
+// Broker is one long-lived connection to the shop's message broker, as a
+// program that runs the worker wires it: the Source the worker pulls from,
+// the Publisher that load generators publish with, and what an operator
+// asks. Packages natsqueue and rabbitqueue implement it. Its methods are
+// safe for concurrent use.
+type Broker interface {
+	// Source opens a consumer of the worker's subjects (creating the
+	// broker's side of it where needed). Several Sources, of one Broker
+	// or of several processes, share the messages.
+	Source(ctx context.Context) (Source, error)
+	// Publisher returns a Publisher through this connection. It is
+	// cheap, and valid until Close.
+	Publisher() Publisher
+	// Pending returns how many of the worker's messages are not yet
+	// settled: those waiting to be delivered plus those delivered and
+	// not yet acked, dead-lettered or dropped. A broker that cannot see
+	// the deliveries other connections hold (RabbitMQ) counts those of
+	// its own Sources only.
+	Pending(ctx context.Context) (int64, error)
+	// DeadLetters returns the messages in the dead letter, oldest first,
+	// and leaves them there. It is meant for operators and tests, not for
+	// large volumes.
+	DeadLetters(ctx context.Context) ([]DeadLetter, error)
+	// Address is the broker's URL with any password replaced by ***, for
+	// logs and summaries.
+	Address() string
+	// Close closes the connection, so that settles and publishes still
+	// buffered reach the broker first. Call it last, after the Sources
+	// are stopped and every delivery is settled. It blocks at most until
+	// ctx is done and is idempotent.
+	Close(ctx context.Context) error
+}
 
 // Delivery is one message handed to the worker by a broker. The worker
-// settles each delivery exactly once, by Ack, Nak or DeadLetter, always with
-// a context that shutdown does not cancel.
+// settles each delivery exactly once, by Ack, Nak, DeadLetter or Drop,
+// always with a context that shutdown does not cancel; a settle after one
+// that succeeded returns ErrAlreadySettled.
 type Delivery interface {
 	// Subject is the message's subject or routing key.
 	Subject() string
@@ -45,11 +90,6 @@ type Delivery interface {
 	// and counts it.
 	Drop(ctx context.Context, reason string) error
 }
-
-// ErrDeadLetterRefused is wrapped by a Delivery's DeadLetter when the
-// broker refused the dead-letter copy for good: trying again cannot help,
-// and the delivery is left unsettled for Drop.
-var ErrDeadLetterRefused = errors.New("worker: the broker refused the dead-letter copy")
 
 // Source is a broker's consumer side, pulled by the worker.
 type Source interface {
@@ -143,6 +183,7 @@ type BatchExtender interface {
 type Extender interface {
 	// ExtendEvery is how often Extend must run to keep the delivery.
 	ExtendEvery() time.Duration
-	// Extend resets the broker's deadline for settling the delivery.
+	// Extend resets the broker's deadline for settling the delivery. It
+	// returns ErrAlreadySettled once the delivery is settled.
 	Extend(ctx context.Context) error
 }

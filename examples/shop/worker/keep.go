@@ -18,9 +18,12 @@ import (
 // minExtendEvery bounds how often the keeper extends pending deliveries.
 const minExtendEvery = 100 * time.Millisecond
 
-// track records ds as taken and not yet settled.
-func (w *Worker) track(ds ...Delivery) {
+// take records ds as taken and not yet settled: pending, so that the
+// keeper extends them, and in flight, counted against intake's limit, until
+// settle untracks and frees them.
+func (w *Worker) take(ds []Delivery) {
 	now := time.Now()
+	w.figs.inFlight.Add(int64(len(ds)))
 	w.pendMu.Lock()
 	defer w.pendMu.Unlock()
 	for _, d := range ds {
@@ -29,12 +32,23 @@ func (w *Worker) track(ds ...Delivery) {
 }
 
 // untrack records ds as settled, or given up: progress, for the watchdog.
+// The keeper extends them no more.
 func (w *Worker) untrack(ds ...Delivery) {
 	w.progressAt.Store(time.Now().UnixNano())
 	w.pendMu.Lock()
 	defer w.pendMu.Unlock()
 	for _, d := range ds {
 		delete(w.pending, d)
+	}
+}
+
+// free gives back n places in flight, once their messages are settled,
+// and wakes intake if it waits for one.
+func (w *Worker) free(n int) {
+	w.figs.inFlight.Add(-int64(n))
+	select {
+	case w.freed <- struct{}{}:
+	default:
 	}
 }
 
@@ -106,7 +120,7 @@ func (w *Worker) extendPending() time.Duration {
 			}
 		}
 	}
-	w.extended.Add(int64(len(ds) - len(errs)))
+	w.figs.extended.Add(int64(len(ds) - len(errs)))
 	if len(errs) > 0 {
 		// Some may have been settled meanwhile; the others come again and
 		// count as duplicates.
@@ -138,7 +152,7 @@ func (w *Worker) watch(proc context.Context, stop <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		if w.inFlightMsgs.Load() == 0 || w.out.current() != nil || w.cut.Load() {
+		if w.figs.inFlight.Load() == 0 || w.out.current() != nil || w.cut.Load() {
 			continue
 		}
 		now := time.Now()
@@ -147,7 +161,7 @@ func (w *Worker) watch(proc context.Context, stop <-chan struct{}) {
 			continue
 		}
 		lastPing = now
-		w.stallPings.Add(1)
+		w.figs.stallPings.Add(1)
 		w.out.down(proc, errStalled, w.out.epoch())
 	}
 }

@@ -1,6 +1,7 @@
 // Package workermetrics exports the shop worker's counters in the
 // Prometheus format. The collector reads them at scrape time; it holds no
-// state of its own. A pool set's figures are poolset/metrics' job.
+// state of its own, and serves nothing (the command's admin server does).
+// A pool set's figures are poolset/metrics' job.
 package workermetrics
 
 import (

@@ -10,6 +10,7 @@ import (
 	"github.com/poolset/poolset"
 	"github.com/poolset/poolset/examples/shop/productcache"
 	"github.com/poolset/poolset/examples/shop/shop"
+	"github.com/poolset/poolset/examples/shop/worker"
 	"github.com/poolset/poolset/mysql"
 	"github.com/poolset/poolset/release"
 	"github.com/poolset/poolset/sqlite"
@@ -26,7 +27,7 @@ type app struct {
 	dialect shop.Dialect
 	cache   *productcache.ProductCache // nil without --redis
 	backend string                     // "mysql" or "sqlite"
-	broker  broker                     // nil unless opened with openOpts.broker
+	broker  worker.Broker              // nil unless opened with openOpts.broker
 	rel     *release.Stack             // every release, in acquisition order
 }
 

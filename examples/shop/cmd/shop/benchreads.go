@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/poolset/poolset"
+	"github.com/poolset/poolset/examples/shop/internal/latency"
 	"github.com/poolset/poolset/examples/shop/shop"
 )
 
@@ -132,5 +133,5 @@ func benchUserReads(ctx context.Context, a *app, clients int, d time.Duration, u
 	slices.Sort(all)
 	el := time.Since(start)
 	return readsRow{Reads: reads.Load(), Errors: errs.Load(), OpsPerSec: float64(reads.Load()) / el.Seconds(),
-		P50: shop.Percentile(all, 50), P99: shop.Percentile(all, 99)}
+		P50: latency.Percentile(all, 50), P99: latency.Percentile(all, 99)}
 }

@@ -14,21 +14,11 @@ import (
 	"github.com/poolset/poolset/release"
 )
 
-// broker is what the commands need of a broker connection, NATS JetStream
-// or RabbitMQ.
-type broker interface {
-	Source(ctx context.Context) (worker.Source, error)
-	Publisher() worker.Publisher
-	Pending(ctx context.Context) (int64, error)
-	DeadLetters(ctx context.Context) ([]worker.DeadLetter, error)
-	Address() string
-}
-
 // openBroker connects to cfg.Broker, or starts the embedded NATS server
 // under cfg.Data when it is empty, and registers each release in rel as it
 // acquires it: the embedded server first, so that it stops after the
 // connection closes.
-func openBroker(ctx context.Context, cfg config, rel *release.Stack, log *slog.Logger) (broker, error) {
+func openBroker(ctx context.Context, cfg config, rel *release.Stack, log *slog.Logger) (worker.Broker, error) {
 	url := cfg.Broker
 	switch {
 	case url == "":
@@ -45,40 +35,14 @@ func openBroker(ctx context.Context, cfg config, rel *release.Stack, log *slog.L
 			return nil, fmt.Errorf("--broker: %w", err)
 		}
 		rel.Add("broker nats", b.Close)
-		return natsBroker{b, poolset.Redact(url)}, nil
+		return b, nil
 	case strings.HasPrefix(url, "amqp://"), strings.HasPrefix(url, "amqps://"):
 		b, err := rabbitqueue.Open(ctx, rabbitqueue.Options{URL: url, Logger: log, Prefetch: cfg.Prefetch})
 		if err != nil {
 			return nil, fmt.Errorf("--broker: %w", err)
 		}
 		rel.Add("broker rabbitmq", b.Close)
-		return rabbitBroker{b, poolset.Redact(url)}, nil
+		return b, nil
 	}
 	return nil, usagef("--broker: want nats://host:port or amqp://user:pass@host:port/, got %s", poolset.Redact(url))
-}
-
-type natsBroker struct {
-	*natsqueue.Broker
-	addr string
-}
-
-func (b natsBroker) Source(ctx context.Context) (worker.Source, error) { return b.Broker.Source(ctx) }
-func (b natsBroker) Publisher() worker.Publisher                       { return b.Broker.Publisher() }
-func (b natsBroker) Address() string                                   { return b.addr }
-func (b natsBroker) Pending(ctx context.Context) (int64, error) {
-	n, err := b.Broker.Pending(ctx)
-	return int64(n), err
-}
-
-type rabbitBroker struct {
-	*rabbitqueue.Broker
-	addr string
-}
-
-func (b rabbitBroker) Source(ctx context.Context) (worker.Source, error) { return b.Broker.Source(ctx) }
-func (b rabbitBroker) Publisher() worker.Publisher                       { return b.Broker.Publisher() }
-func (b rabbitBroker) Address() string                                   { return b.addr }
-func (b rabbitBroker) Pending(ctx context.Context) (int64, error) {
-	n, err := b.Broker.Pending(ctx)
-	return int64(n), err
 }

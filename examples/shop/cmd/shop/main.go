@@ -1,7 +1,11 @@
 // Command shop is the shop reference service built on the poolset
 // library: it opens each pool once, shares it among the shop's
 // repositories, sends user reads to the read pool, and releases everything
-// in order at the end.
+// in order at the end. It owns all the wiring: flags and environment
+// variables, which broker and database to open, signals, the admin server
+// and the exit codes. What a message means and how it is settled is package
+// worker's; the domain is package shop's; the brokers are packages
+// natsqueue and rabbitqueue.
 //
 // Usage:
 //
@@ -77,6 +81,8 @@ type signals struct {
 	ch     chan os.Signal
 	quit   chan struct{}
 	done   chan struct{}
+	stderr io.Writer
+	exit   func(code int) // os.Exit, but for tests
 
 	mu     sync.Mutex
 	hooks  []func()
@@ -84,42 +90,55 @@ type signals struct {
 	second bool
 }
 
+// watchSignals watches SIGINT and SIGTERM until stop.
 func watchSignals() *signals {
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &signals{ctx: ctx, cancel: cancel, ch: make(chan os.Signal, 3), quit: make(chan struct{}), done: make(chan struct{})}
+	s := newSignals(os.Stderr, os.Exit)
 	signal.Notify(s.ch, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		defer close(s.done)
-		for {
-			select {
-			case <-s.quit:
-				return
-			case sg := <-s.ch:
-				s.mu.Lock()
-				s.count++
-				n := s.count
-				var hooks []func()
-				if n == 2 {
-					s.second, hooks = true, s.hooks
+	return s
+}
+
+// newSignals returns signals that take the steps of a shutdown for each
+// signal sent on its ch, telling them on stderr and exiting with exit on
+// the third, on a goroutine that stop ends.
+func newSignals(stderr io.Writer, exit func(int)) *signals {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &signals{ctx: ctx, cancel: cancel, ch: make(chan os.Signal, 3), quit: make(chan struct{}), done: make(chan struct{}),
+		stderr: stderr, exit: exit}
+	go s.loop() // ends on stop
+	return s
+}
+
+// loop takes the step of each signal until stop.
+func (s *signals) loop() {
+	defer close(s.done)
+	for {
+		select {
+		case <-s.quit:
+			return
+		case sg := <-s.ch:
+			s.mu.Lock()
+			s.count++
+			n := s.count
+			var hooks []func()
+			if n == 2 {
+				s.second, hooks = true, s.hooks
+			}
+			s.mu.Unlock()
+			switch n {
+			case 1:
+				fmt.Fprintf(s.stderr, "shop: %v: stopping intake and draining (again: skip the drain; a third time: exit now)\n", sg)
+				s.cancel()
+			case 2:
+				fmt.Fprintf(s.stderr, "shop: %v again: skipping the rest of the drain, still releasing\n", sg)
+				for _, h := range hooks {
+					h()
 				}
-				s.mu.Unlock()
-				switch n {
-				case 1:
-					fmt.Fprintf(os.Stderr, "shop: %v: stopping intake and draining (again: skip the drain; a third time: exit now)\n", sg)
-					cancel()
-				case 2:
-					fmt.Fprintf(os.Stderr, "shop: %v again: skipping the rest of the drain, still releasing\n", sg)
-					for _, h := range hooks {
-						h()
-					}
-				default:
-					fmt.Fprintf(os.Stderr, "shop: %v a third time: exiting now\n", sg)
-					os.Exit(exitNow)
-				}
+			default:
+				fmt.Fprintf(s.stderr, "shop: %v a third time: exiting now\n", sg)
+				s.exit(exitNow)
 			}
 		}
-	}()
-	return s
+	}
 }
 
 // onSecond registers h to run on the second signal, or at once if it has

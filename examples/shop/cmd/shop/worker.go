@@ -49,11 +49,11 @@ func workerFlags(fs interface {
 	DurationVar(*time.Duration, string, time.Duration, string)
 	StringVar(*string, string, string, string)
 }, wc *worker.Config, admin *string) {
-	fs.IntVar(&wc.Concurrency, "concurrency", 16, "transactions in flight")
-	fs.IntVar(&wc.Group, "group", 500, "most orders placed in one transaction when the queue is deep (1: one message per transaction)")
-	fs.IntVar(&wc.GroupConcurrency, "group-concurrency", 2, "most transactions of more than one order in flight")
-	fs.IntVar(&wc.MaxDeliver, "max-deliver", 5, "deliveries before a failing message goes to the dead letter")
-	fs.DurationVar(&wc.DrainTimeout, "drain-timeout", 20*time.Second, "how long in-flight messages may finish after the first signal")
+	fs.IntVar(&wc.Concurrency, "concurrency", worker.DefaultConcurrency, "transactions of one order in flight")
+	fs.IntVar(&wc.Group, "group", worker.DefaultGroup, "most orders placed in one transaction when the queue is deep (1: one message per transaction)")
+	fs.IntVar(&wc.GroupConcurrency, "group-concurrency", worker.DefaultGroupConcurrency, "most transactions of more than one order in flight")
+	fs.IntVar(&wc.MaxDeliver, "max-deliver", worker.DefaultMaxDeliver, "deliveries before a failing message goes to the dead letter")
+	fs.DurationVar(&wc.DrainTimeout, "drain-timeout", worker.DefaultDrainTimeout, "how long in-flight messages may finish after the first signal")
 	fs.DurationVar(&wc.ExitWhenIdle, "exit-when-idle", 0, "shut down, as on SIGTERM, once nothing arrived for this long (0: never)")
 	if admin != nil {
 		def := os.Getenv("POOLSET_ADMIN_ADDR")

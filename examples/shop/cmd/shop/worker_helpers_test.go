@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/poolset/poolset"
 	"github.com/poolset/poolset/examples/shop/natsqueue"
 	"github.com/poolset/poolset/examples/shop/rabbitqueue"
 	"github.com/poolset/poolset/examples/shop/shoptest"
@@ -115,13 +114,13 @@ func openTestBroker(t *testing.T, tb testBroker) brokerConn {
 		if err != nil {
 			t.Fatalf("open nats: %v", err)
 		}
-		c = natsBroker{b, tb.url}
+		c = b
 	case "rabbitmq":
 		b, err := rabbitqueue.Open(ctx, rabbitqueue.Options{URL: tb.url, Logger: log, ConnectionName: "poolset-test"})
 		if err != nil {
 			t.Fatalf("open rabbitmq: %v", err)
 		}
-		c = rabbitBroker{b, poolset.Redact(tb.url)}
+		c = b
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
