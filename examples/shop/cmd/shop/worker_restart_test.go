@@ -51,8 +51,14 @@ func TestWorkerBrokerRestart(t *testing.T) {
 				b.nats.Start()
 				t.Logf("nats-server stopped at %d orders stored, started again 1s later", at)
 			case "rabbitmq":
+				// rabbitmqctl takes seconds, in which an unhindered worker
+				// may store every order: hold the product rows so that the
+				// close surely comes mid-run, with orders in flight.
+				lock := lockProducts(t, d)
+				waitLockingReads(t, d, w)
 				closeRabbitConnection(t, rabbitConn, "test")
 				after := d.orders(t)
+				lock.Rollback()
 				t.Logf("worker's connection closed by the server at %d orders stored (%d once rabbitmqctl returned)", at, after)
 				if after >= wkOrders {
 					t.Fatalf("orders once the connection was closed: got %d; want fewer than %d (closed mid-run)", after, wkOrders)
