@@ -53,10 +53,20 @@ func Primary(dsn string) (poolset.PoolConfig, error) {
 // dsn (see Primary for the DSN). Every session is read-only
 // (default_transaction_read_only=on, sent as the session starts), so that a
 // write sent to the pool fails on the server with SQLSTATE 25006
-// (IsReadOnly) instead of writing.
-func Standby(dsn string) (poolset.PoolConfig, error) {
+// (IsReadOnly) instead of writing. maxLag is the most replication lag
+// the pool's health check lets the standby have before it takes the pool
+// out of the rotation: 0 means DefaultMaxLag; a negative maxLag is an
+// error.
+func Standby(dsn string, maxLag time.Duration) (poolset.PoolConfig, error) {
+	if maxLag < 0 {
+		return poolset.PoolConfig{}, fmt.Errorf("postgres: standby %s: max lag %s: must not be negative", poolset.Redact(dsn), maxLag)
+	}
 	return newPoolConfig(dsn, true)
 }
+
+// DefaultMaxLag is the replication lag past which a standby's health check
+// takes its pool out of the rotation, as for MySQL replicas.
+const DefaultMaxLag = time.Second
 
 // newPoolConfig returns the config Primary and Standby build.
 func newPoolConfig(dsn string, readOnly bool) (poolset.PoolConfig, error) {

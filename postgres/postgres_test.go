@@ -15,7 +15,7 @@ func TestConfigs(t *testing.T) {
 		"postgres://app:S3cret@127.0.0.1:5432/shop?sslmode=disable",
 		"host=127.0.0.1 port=5432 user=app password=S3cret dbname=shop sslmode=disable",
 	} {
-		pc, err := postgres.Standby(dsn)
+		pc, err := postgres.Standby(dsn, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,7 +40,7 @@ func TestStandbyRefusesWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	read, err := postgres.Standby(dsn)
+	read, err := postgres.Standby(dsn, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
