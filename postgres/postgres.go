@@ -1,9 +1,13 @@
 // Package postgres builds poolset pools for PostgreSQL servers through pgx
 // v5's database/sql driver (pgx/v5/stdlib), so that every Handle feature
 // works as on MySQL: a primary (Primary) and read pools on streaming
-// standbys (Standby). It tells the driver's errors apart (IsConnError,
-// IsRetryable, IsDuplicateKey, IsReadOnly) and creates a test or service
-// database (CreateDatabase).
+// standbys (Standby), each standby's health and replication lag
+// (StandbyCheck), WAL positions for reads under ReadYourWrites
+// (WALPositions), and interrupting a pool's statements without cutting its
+// connections (pg_cancel_backend; PoolConfig.Interrupt). It tells the
+// driver's errors apart (IsConnError, IsRetryable, IsDuplicateKey,
+// IsReadOnly, IsInterrupted) and creates a test or service database
+// (CreateDatabase).
 //
 // It does not own the pools (package poolset opens, routes and closes
 // them), a schema or migrations, or the servers and their replication
@@ -20,7 +24,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/poolset/poolset"
 )
@@ -42,9 +45,14 @@ const (
 //
 // Primary and Standby both set, unless dsn says otherwise,
 // connect_timeout (DefaultConnectTimeout) and application_name
-// (DefaultApplicationName). Pool sizes and timeouts are poolset's
-// defaults; edit the returned config to change them. The error, if any,
-// never contains the password.
+// (DefaultApplicationName). Both set Positions to WALPositions, so that
+// reads under ReadYourWrites wait on a standby for the primary's WAL
+// position after a write, and Interrupt to pg_cancel_backend of the pool's
+// own backends (their PIDs, recorded as each connection opens), sent from
+// a connection of its own, which ends their running statements with
+// SQLSTATE 57014 (IsInterrupted) and leaves the connections usable. Pool
+// sizes and timeouts are poolset's defaults; edit the returned config to
+// change them. The error, if any, never contains the password.
 func Primary(dsn string) (poolset.PoolConfig, error) {
 	return newPoolConfig(dsn, false)
 }
@@ -53,15 +61,22 @@ func Primary(dsn string) (poolset.PoolConfig, error) {
 // dsn (see Primary for the DSN). Every session is read-only
 // (default_transaction_read_only=on, sent as the session starts), so that a
 // write sent to the pool fails on the server with SQLSTATE 25006
-// (IsReadOnly) instead of writing. maxLag is the most replication lag
-// the pool's health check lets the standby have before it takes the pool
-// out of the rotation: 0 means DefaultMaxLag; a negative maxLag is an
-// error.
+// (IsReadOnly) instead of writing. Its Health is a
+// NewStandbyCheck(maxLag), which takes the pool out of the rotation while
+// the server does not answer, is not in recovery, does not stream WAL, or
+// lags more than maxLag (see StandbyCheck); 0 means DefaultMaxLag, a
+// negative maxLag is an error. A standby down when the set opens does not
+// stop the open: its pool starts out of the rotation.
 func Standby(dsn string, maxLag time.Duration) (poolset.PoolConfig, error) {
 	if maxLag < 0 {
 		return poolset.PoolConfig{}, fmt.Errorf("postgres: standby %s: max lag %s: must not be negative", poolset.Redact(dsn), maxLag)
 	}
-	return newPoolConfig(dsn, true)
+	pc, err := newPoolConfig(dsn, true)
+	if err != nil {
+		return pc, err
+	}
+	pc.Health = NewStandbyCheck(maxLag)
+	return pc, nil
 }
 
 // DefaultMaxLag is the replication lag past which a standby's health check
@@ -77,12 +92,15 @@ func newPoolConfig(dsn string, readOnly bool) (poolset.PoolConfig, error) {
 	if readOnly {
 		cfg.RuntimeParams["default_transaction_read_only"] = "on"
 	}
+	conns := trackBackends(cfg)
 	return poolset.PoolConfig{
 		Kind:        "postgres",
 		Address:     address(cfg),
-		Connector:   stdlib.GetConnector(*cfg),
+		Connector:   conns,
 		ReadOnly:    readOnly,
 		IsConnError: IsConnError,
+		Positions:   WALPositions{},
+		Interrupt:   conns.interrupt,
 	}, nil
 }
 
