@@ -162,4 +162,3 @@ func TestStandbyReadYourWrites(t *testing.T) {
 	})
 	t.Logf("\n%s", s.Tree())
 }
-
