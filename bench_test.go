@@ -10,9 +10,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/poolset/poolset"
 	"github.com/poolset/poolset/mysql"
 	"github.com/poolset/poolset/poolsettest"
+	"github.com/poolset/poolset/postgres"
 	"github.com/poolset/poolset/sqlite"
 )
 
@@ -23,10 +27,16 @@ const (
 	benchMaxOpen = 10   // connections in every pool measured
 )
 
+// Point-read queries: by primary key, one placeholder.
+const (
+	pointRead   = "SELECT name FROM users WHERE id = ?"
+	pointReadPG = "SELECT name FROM users WHERE id = $1"
+)
+
 // queryRower is what each path of BenchmarkPointRead queries through:
-// *sql.DB, *poolset.Handle and *poolset.Reader. The benchmark only calls
+// *sql.DB, *poolset.Handle, *poolset.Reader and pgxRower. The benchmark only calls
 // QueryRowContext(...).Scan(...), which compiles whether the row returned
-// is a *poolset.Row or a *sql.Row.
+// is a *poolset.Row, a *sql.Row or a pgx.Row.
 type queryRower[R interface{ Scan(...any) error }] interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) R
 }
@@ -42,6 +52,15 @@ type queryRower[R interface{ Scan(...any) error }] interface {
 //   - bare-read: a *sql.DB opened on the read pool's connector, MaxOpen 10;
 //     the baseline for read.
 //   - read: set.Handle("users").Read().QueryRowContext, on the read pool.
+//
+// On PostgreSQL (poolsettest.PostgresDatabase; skipped when no server
+// answers) the paths compare the Handle with pgx's own pool, on the
+// primary only:
+//   - handle: set.Handle("users").QueryRowContext, the set's primary from
+//     postgres.Primary (pgx/v5/stdlib), MaxOpen 10.
+//   - sqldb: a *sql.DB opened on the same connector, MaxOpen 10.
+//   - pgxpool: a *pgxpool.Pool on the same DSN, MaxConns 10,
+//     QueryRow(...).Scan; pgx's native interface, no database/sql.
 //
 // On SQLite the set's primary is given MaxOpen 10 instead of the one
 // connection sqlite.PoolConfigs gives it (reads under WAL never wait for the
@@ -81,13 +100,41 @@ func BenchmarkPointRead(b *testing.B) {
 		read.Health = nil
 		benchPointRead(b, primary, read, "CREATE TABLE users (id INT PRIMARY KEY, name VARCHAR(64) NOT NULL)")
 	})
+	b.Run("backend=postgres", benchPointReadPostgres)
 }
 
 // benchPointRead opens a set on primary and read, creates and seeds the
 // users table with create, and runs the four paths on it.
 func benchPointRead(b *testing.B, primary, read poolset.PoolConfig, create string) {
+	set := openSeeded(b, poolset.Config{Primary: primary, Reads: []poolset.PoolConfig{read}}, create)
+	users := set.Handle("users")
+	b.Run("path=bare", func(b *testing.B) { runPointReads(b, bareDB(b, primary), pointRead) })
+	b.Run("path=handle", func(b *testing.B) { runPointReads(b, users, pointRead) })
+	b.Run("path=bare-read", func(b *testing.B) { runPointReads(b, bareDB(b, read), pointRead) })
+	b.Run("path=read", func(b *testing.B) { runPointReads(b, users.Read(), pointRead) })
+}
+
+// benchPointReadPostgres runs the PostgreSQL paths: the Handle, a bare
+// *sql.DB on the same connector, and a bare pgxpool.Pool.
+func benchPointReadPostgres(b *testing.B) {
+	dsn := poolsettest.PostgresDatabase(b, "poolset_bench_point_read")
+	primary, err := postgres.Primary(dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	primary.MaxOpen = benchMaxOpen
+	set := openSeeded(b, poolset.Config{Primary: primary}, "CREATE TABLE users (id INT PRIMARY KEY, name TEXT NOT NULL)")
+	b.Run("path=handle", func(b *testing.B) { runPointReads(b, set.Handle("users"), pointReadPG) })
+	b.Run("path=sqldb", func(b *testing.B) { runPointReads(b, bareDB(b, primary), pointReadPG) })
+	b.Run("path=pgxpool", func(b *testing.B) { runPointReads(b, barePgxpool(b, dsn, nil), pointReadPG) })
+}
+
+// openSeeded opens a set on cfg, creates the users table with create on
+// its primary, seeds it with benchRows rows, and closes the set when b
+// ends.
+func openSeeded(b *testing.B, cfg poolset.Config, create string) *poolset.Set {
 	ctx := context.Background()
-	set, err := poolset.Open(ctx, poolset.Config{Primary: primary, Reads: []poolset.PoolConfig{read}})
+	set, err := poolset.Open(ctx, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -103,11 +150,33 @@ func benchPointRead(b *testing.B, primary, read poolset.PoolConfig, create strin
 	if _, err := db.ExecContext(ctx, "INSERT INTO users (id, name) VALUES "+strings.Join(values, ", ")); err != nil {
 		b.Fatal(err)
 	}
-	users := set.Handle("users")
-	b.Run("path=bare", func(b *testing.B) { runPointReads(b, bareDB(b, primary)) })
-	b.Run("path=handle", func(b *testing.B) { runPointReads(b, users) })
-	b.Run("path=bare-read", func(b *testing.B) { runPointReads(b, bareDB(b, read)) })
-	b.Run("path=read", func(b *testing.B) { runPointReads(b, users.Read()) })
+	return set
+}
+
+// barePgxpool opens a pgxpool.Pool on dsn with benchMaxOpen connections,
+// the application_name postgres.Primary gives its sessions, and tracer
+// (may be nil) as its ConnConfig.Tracer; it closes the pool when b ends.
+func barePgxpool(b *testing.B, dsn string, tracer pgx.QueryTracer) pgxRower {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.MaxConns = benchMaxOpen
+	cfg.ConnConfig.RuntimeParams["application_name"] = postgres.DefaultApplicationName
+	cfg.ConnConfig.Tracer = tracer
+	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(p.Close)
+	return pgxRower{p}
+}
+
+// pgxRower gives a pgxpool.Pool the method runPointReads calls.
+type pgxRower struct{ p *pgxpool.Pool }
+
+func (r pgxRower) QueryRowContext(ctx context.Context, query string, args ...any) pgx.Row {
+	return r.p.QueryRow(ctx, query, args...)
 }
 
 // bareDB opens a *sql.DB on pc's connector, sized as the set sizes pc's
@@ -120,14 +189,14 @@ func bareDB(b *testing.B, pc poolset.PoolConfig) *sql.DB {
 	return db
 }
 
-// runPointReads runs b.N point reads on q from benchClients goroutines.
+// runPointReads runs b.N point reads (query, one id) on q from benchClients goroutines.
 // Besides ns/op and allocs/op it reports cpu-ns/op, the CPU time the
 // benchmark process (not the database server) used per query, where the
 // platform tells it.
-func runPointReads[R interface{ Scan(...any) error }](b *testing.B, q queryRower[R]) {
+func runPointReads[R interface{ Scan(...any) error }](b *testing.B, q queryRower[R], query string) {
 	ctx := context.Background()
 	var name string // warm the pool, and check the query, before timing
-	if err := q.QueryRowContext(ctx, "SELECT name FROM users WHERE id = ?", 1).Scan(&name); err != nil {
+	if err := q.QueryRowContext(ctx, query, 1).Scan(&name); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
@@ -138,7 +207,7 @@ func runPointReads[R interface{ Scan(...any) error }](b *testing.B, q queryRower
 		var name string
 		for pb.Next() {
 			id := rand.IntN(benchRows) + 1
-			if err := q.QueryRowContext(ctx, "SELECT name FROM users WHERE id = ?", id).Scan(&name); err != nil {
+			if err := q.QueryRowContext(ctx, query, id).Scan(&name); err != nil {
 				b.Error(err)
 				return
 			}

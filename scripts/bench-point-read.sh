@@ -7,10 +7,12 @@
 # average before each round to OUT.load, then prints benchstat's tables
 # when benchstat is installed (go install golang.org/x/perf/cmd/benchstat@latest).
 #
-# usage: scripts/bench-point-read.sh [OUT [ROUNDS [BENCHTIME]]]
-#   defaults: point-read.txt, 8 rounds, 2s
-# MariaDB comes from POOLSET_TEST_MYSQL_DSN (default root@tcp(127.0.0.1:3306)/test);
-# without it the mariadb pairs are skipped.
+# usage: [BACKENDS='sqlite mariadb postgres'] scripts/bench-point-read.sh [OUT [ROUNDS [BENCHTIME]]]
+#   defaults: all three backends, point-read.txt, 8 rounds, 2s
+# MariaDB comes from POOLSET_TEST_MYSQL_DSN (default root@tcp(127.0.0.1:3306)/test),
+# PostgreSQL from POOLSET_TEST_POSTGRES_DSN (default
+# postgres://postgres@127.0.0.1:5432/test?sslmode=disable); a backend whose
+# server does not answer is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-point-read.txt}
@@ -20,8 +22,12 @@ bin=$(mktemp -d)/poolset.test
 trap 'rm -rf "$(dirname "$bin")"' EXIT
 go test -c -o "$bin" .
 pairs=()
-for backend in sqlite mariadb; do
-  for path in bare handle bare-read read; do pairs+=("backend=$backend/path=$path"); done
+for backend in ${BACKENDS:-sqlite mariadb postgres}; do
+  case $backend in
+  postgres) paths="handle sqldb pgxpool" ;;
+  *) paths="bare handle bare-read read" ;;
+  esac
+  for path in $paths; do pairs+=("backend=$backend/path=$path"); done
 done
 : >"$out"
 : >"$out.load"
@@ -35,6 +41,7 @@ done
 echo "end $(date +%T) load $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out.load"
 cat "$out.load"
 if command -v benchstat >/dev/null; then
-  benchstat -col /path "$out"
+  benchstat -filter '/backend:(sqlite OR mariadb)' -col /path "$out"
   benchstat -filter '/path:(bare-read OR read)' -col /path "$out"
+  benchstat -filter '/backend:postgres' -col '/path@(pgxpool sqldb handle)' "$out"
 fi
