@@ -4,12 +4,12 @@
 # orders before the worker starts (1-3 items of quantity 1-5, every 100th
 # from an unknown user), run `shop worker` until idle, then verify.
 #
-# usage: scripts/bench-worker.sh embedded|mariadb-nats|mariadb-rabbitmq [worker flags...]
+# usage: scripts/bench-worker.sh embedded|mariadb-nats|mariadb-rabbitmq|postgres-nats|postgres-rabbitmq [worker flags...]
 #   e.g. scripts/bench-worker.sh mariadb-nats --group 1
 #        scripts/bench-worker.sh mariadb-nats --group 500 --concurrency 2
 set -euo pipefail
 cd "$(dirname "$0")/.."
-setup=${1:?usage: $0 embedded|mariadb-nats|mariadb-rabbitmq [worker flags...]}
+setup=${1:?usage: $0 embedded|mariadb-nats|mariadb-rabbitmq|postgres-nats|postgres-rabbitmq [worker flags...]}
 shift
 bin=$(mktemp -d)/poolset
 go build -o "$bin" ./examples/shop/cmd/shop
@@ -20,9 +20,13 @@ case "$setup" in
   embedded) flags=(--data "$data") ;;
   mariadb-nats) flags=(--mysql "root@tcp(127.0.0.1:3306)/$db" --broker nats://127.0.0.1:4222) ;;
   mariadb-rabbitmq) flags=(--mysql "root@tcp(127.0.0.1:3306)/$db" --broker amqp://guest:guest@127.0.0.1:5672/) ;;
+  postgres-nats) flags=(--postgres "postgres://postgres@127.0.0.1:5432/$db?sslmode=disable" --broker nats://127.0.0.1:4222) ;;
+  postgres-rabbitmq) flags=(--postgres "postgres://postgres@127.0.0.1:5432/$db?sslmode=disable" --broker amqp://guest:guest@127.0.0.1:5672/) ;;
   *) echo "unknown setup $setup" >&2; exit 2 ;;
 esac
-if [ "$setup" != embedded ]; then
+if [[ "$setup" == postgres-* ]]; then
+  psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+elif [ "$setup" != embedded ]; then
   mariadb -uroot -e "DROP DATABASE IF EXISTS $db" 2>/dev/null || mysql -uroot -e "DROP DATABASE IF EXISTS $db"
 fi
 prefix="b$(date +%s%N)"

@@ -122,7 +122,7 @@ func (s *Shop) placeGroup(ctx context.Context, tx *sql.Tx, orders []Order) ([]Pl
 }
 
 func (s *Shop) existingOrders(ctx context.Context, tx *sql.Tx, ids []any) (map[string]bool, error) {
-	rows, err := tx.QueryContext(ctx, "SELECT id FROM orders WHERE id IN ("+placeholders(len(ids))+")", ids...)
+	rows, err := tx.QueryContext(ctx, s.dialect.bind("SELECT id FROM orders WHERE id IN ("+placeholders(len(ids))+")"), ids...)
 	if err != nil {
 		return nil, fmt.Errorf("look up order ids: %w", err)
 	}
@@ -130,7 +130,7 @@ func (s *Shop) existingOrders(ctx context.Context, tx *sql.Tx, ids []any) (map[s
 }
 
 func (s *Shop) existingUsers(ctx context.Context, tx *sql.Tx, ids []int64) (map[int64]bool, error) {
-	rows, err := tx.QueryContext(ctx, "SELECT id FROM users WHERE id IN ("+placeholders(len(ids))+")", int64Args(ids)...)
+	rows, err := tx.QueryContext(ctx, s.dialect.bind("SELECT id FROM users WHERE id IN ("+placeholders(len(ids))+")"), int64Args(ids)...)
 	if err != nil {
 		return nil, fmt.Errorf("look up users: %w", err)
 	}
@@ -212,10 +212,10 @@ func (r *OrderRepo) insertManyTx(ctx context.Context, tx *sql.Tx, orders []Order
 			itemArgs = append(itemArgs, o.ID, j+1, it.ProductID, it.Qty, price)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+	if _, err := tx.ExecContext(ctx, r.dialect.bind(b.String()), args...); err != nil {
 		return fmt.Errorf("store orders: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, items.String(), itemArgs...); err != nil {
+	if _, err := tx.ExecContext(ctx, r.dialect.bind(items.String()), itemArgs...); err != nil {
 		return fmt.Errorf("store order items: %w", err)
 	}
 	return nil
@@ -231,13 +231,14 @@ func (r *ProductRepo) takeManyTx(ctx context.Context, tx *sql.Tx, qty map[int64]
 	var b strings.Builder
 	b.WriteString("UPDATE " + r.dialect.products() + " SET stock = stock - CASE id")
 	args := make([]any, 0, 3*len(ids))
+	then := " WHEN ? THEN " + r.dialect.bigint("?")
 	for _, id := range ids {
-		b.WriteString(" WHEN ? THEN ?")
+		b.WriteString(then)
 		args = append(args, id, qty[id])
 	}
 	b.WriteString(" END WHERE id IN (" + placeholders(len(ids)) + ")")
 	args = append(args, int64Args(ids)...)
-	res, err := tx.ExecContext(ctx, b.String(), args...)
+	res, err := tx.ExecContext(ctx, r.dialect.bind(b.String()), args...)
 	if err != nil {
 		return fmt.Errorf("take stock: %w", err)
 	}

@@ -10,16 +10,19 @@ import (
 	"github.com/pressly/goose/v3"
 )
 
-//go:embed migrations/mysql/*.sql migrations/sqlite/*.sql
+//go:embed migrations/mysql/*.sql migrations/postgres/*.sql migrations/sqlite/*.sql
 var migrations embed.FS
 
 // Migrate brings the schema on db up to date with goose, using the
 // migrations embedded for the dialect, and returns how many it applied. It
 // is safe to run again: applied migrations are skipped.
 func Migrate(ctx context.Context, db *sql.DB, d Dialect) (int, error) {
-	dialect, dir := goose.DialectMySQL, "migrations/mysql"
-	if d.Name != "mysql" {
-		dialect, dir = goose.DialectSQLite3, "migrations/sqlite"
+	dialect, dir := goose.DialectSQLite3, "migrations/sqlite"
+	switch d.Name {
+	case MySQL:
+		dialect, dir = goose.DialectMySQL, "migrations/mysql"
+	case Postgres:
+		dialect, dir = goose.DialectPostgres, "migrations/postgres"
 	}
 	fsys, err := fs.Sub(migrations, dir)
 	if err != nil {

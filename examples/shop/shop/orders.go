@@ -31,7 +31,7 @@ func (r *OrderRepo) Get(ctx context.Context, id string) (Order, error) {
 
 func (r *OrderRepo) getTx(ctx context.Context, tx *sql.Tx, id string) (Order, error) {
 	o := Order{ID: id}
-	err := tx.QueryRowContext(ctx, "SELECT user_id, status, reason, total_cents FROM orders WHERE id = ?", id).
+	err := tx.QueryRowContext(ctx, r.dialect.bind("SELECT user_id, status, reason, total_cents FROM orders WHERE id = ?"), id).
 		Scan(&o.UserID, &o.Status, &o.Reason, &o.TotalCents)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Order{}, fmt.Errorf("%w: %s", ErrOrderNotFound, id)
@@ -39,7 +39,7 @@ func (r *OrderRepo) getTx(ctx context.Context, tx *sql.Tx, id string) (Order, er
 	if err != nil {
 		return Order{}, fmt.Errorf("shop: get order %s: %w", id, err)
 	}
-	rows, err := tx.QueryContext(ctx, "SELECT product_id, qty FROM order_items WHERE order_id = ? ORDER BY line", id)
+	rows, err := tx.QueryContext(ctx, r.dialect.bind("SELECT product_id, qty FROM order_items WHERE order_id = ? ORDER BY line"), id)
 	if err != nil {
 		return Order{}, fmt.Errorf("shop: get order %s items: %w", id, err)
 	}

@@ -26,7 +26,7 @@ func NewProductRepo(h *poolset.Handle, d Dialect, cache ProductCache) *ProductRe
 // Get returns product id with its current stock, from the primary.
 func (r *ProductRepo) Get(ctx context.Context, id int64) (Product, error) {
 	var p Product
-	err := r.h.QueryRowContext(ctx, "SELECT id, name, price_cents, stock FROM products WHERE id = ?", id).
+	err := r.h.QueryRowContext(ctx, r.dialect.bind("SELECT id, name, price_cents, stock FROM products WHERE id = ?"), id).
 		Scan(&p.ID, &p.Name, &p.PriceCents, &p.Stock)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Product{}, fmt.Errorf("%w: %d", ErrProductNotFound, id)
@@ -46,7 +46,7 @@ func (r *ProductRepo) Details(ctx context.Context, id int64) (ProductDetails, er
 		}
 	}
 	var d ProductDetails
-	err := r.h.QueryRowContext(ctx, "SELECT id, name, price_cents FROM products WHERE id = ?", id).
+	err := r.h.QueryRowContext(ctx, r.dialect.bind("SELECT id, name, price_cents FROM products WHERE id = ?"), id).
 		Scan(&d.ID, &d.Name, &d.PriceCents)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ProductDetails{}, fmt.Errorf("%w: %d", ErrProductNotFound, id)
@@ -63,7 +63,7 @@ func (r *ProductRepo) Details(ctx context.Context, id int64) (ProductDetails, er
 // Update changes product id's name and price, then drops its cached
 // details.
 func (r *ProductRepo) Update(ctx context.Context, d ProductDetails) error {
-	res, err := r.h.ExecContext(ctx, "UPDATE products SET name = ?, price_cents = ? WHERE id = ?", d.Name, d.PriceCents, d.ID)
+	res, err := r.h.ExecContext(ctx, r.dialect.bind("UPDATE products SET name = ?, price_cents = ? WHERE id = ?"), d.Name, d.PriceCents, d.ID)
 	if err != nil {
 		return fmt.Errorf("shop: update product %d: %w", d.ID, err)
 	}
@@ -82,7 +82,7 @@ func (r *ProductRepo) Update(ctx context.Context, d ProductDetails) error {
 // id order so that concurrent orders do not deadlock.
 func (r *ProductRepo) lockTx(ctx context.Context, tx *sql.Tx, ids []int64) (map[int64]Product, error) {
 	q := "SELECT id, name, price_cents, stock FROM " + r.dialect.products() + " WHERE id IN (" + placeholders(len(ids)) + ") ORDER BY id" + r.dialect.forUpdate()
-	rows, err := tx.QueryContext(ctx, q, int64Args(ids)...)
+	rows, err := tx.QueryContext(ctx, r.dialect.bind(q), int64Args(ids)...)
 	if err != nil {
 		return nil, fmt.Errorf("shop: lock products: %w", err)
 	}

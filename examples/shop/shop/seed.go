@@ -42,12 +42,8 @@ const seedBatch = 500
 // stock of a product already sold from is not reset.
 func (s *Shop) Seed(ctx context.Context, cfg SeedConfig) (SeedResult, error) {
 	cfg.setDefaults()
-	ignore := "INSERT IGNORE INTO "
-	if s.dialect.Name != "mysql" {
-		ignore = "INSERT OR IGNORE INTO "
-	}
 	var res SeedResult
-	n, err := s.seedRows(ctx, s.Users.h.ExecContext, ignore+"users (id, email, name) VALUES ", "(?,?,?)", cfg.Users,
+	n, err := s.seedRows(ctx, s.Users.h.ExecContext, "users (id, email, name)", "(?,?,?)", cfg.Users,
 		func(id int64) []any {
 			return []any{id, fmt.Sprintf("user-%d@example.com", id), fmt.Sprintf("user-%d", id)}
 		})
@@ -55,7 +51,7 @@ func (s *Shop) Seed(ctx context.Context, cfg SeedConfig) (SeedResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("shop: seed users: %w", err)
 	}
-	n, err = s.seedRows(ctx, s.Products.h.ExecContext, ignore+"products (id, name, price_cents, stock, stock_received) VALUES ", "(?,?,?,?,?)", cfg.Products,
+	n, err = s.seedRows(ctx, s.Products.h.ExecContext, "products (id, name, price_cents, stock, stock_received)", "(?,?,?,?,?)", cfg.Products,
 		func(id int64) []any {
 			return []any{id, fmt.Sprintf("product-%d", id), PriceOf(id), cfg.Stock, cfg.Stock}
 		})
@@ -69,7 +65,11 @@ func (s *Shop) Seed(ctx context.Context, cfg SeedConfig) (SeedResult, error) {
 // PriceOf is the price in cents Seed gives product id: from 1.00 to 99.99.
 func PriceOf(id int64) int64 { return 100 + (id*7919)%9900 }
 
-func (s *Shop) seedRows(ctx context.Context, exec func(context.Context, string, ...any) (sql.Result, error), head, tuple string, n int, row func(int64) []any) (int64, error) {
+// seedRows inserts rows 1..n into table (with its column list), one
+// tuple of placeholders per row, skipping rows whose key exists.
+func (s *Shop) seedRows(ctx context.Context, exec func(context.Context, string, ...any) (sql.Result, error), table, tuple string, n int, row func(int64) []any) (int64, error) {
+	head, tail := s.dialect.insertIgnore()
+	head += table + " VALUES "
 	var total int64
 	for lo := 1; lo <= n; lo += seedBatch {
 		hi := min(lo+seedBatch-1, n)
@@ -83,7 +83,8 @@ func (s *Shop) seedRows(ctx context.Context, exec func(context.Context, string, 
 			b.WriteString(tuple)
 			args = append(args, row(int64(id))...)
 		}
-		res, err := exec(ctx, b.String(), args...)
+		b.WriteString(tail)
+		res, err := exec(ctx, s.dialect.bind(b.String()), args...)
 		if err != nil {
 			return total, err
 		}

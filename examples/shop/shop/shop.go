@@ -114,34 +114,18 @@ func (o Order) Validate() error {
 	return nil
 }
 
-// Dialect is what differs between the SQL backends. Packages mysql and
-// sqlite provide the predicates; cmd/shop wires them.
+// Dialect is what differs between the SQL backends. Packages mysql,
+// postgres and sqlite provide the predicates; cmd/shop wires them. The
+// statements are written once, with ? placeholders; the few that differ
+// ask the dialect (see dialect.go).
 type Dialect struct {
-	// Name is "mysql" or "sqlite".
+	// Name is "mysql", "postgres" or "sqlite".
 	Name string
 	// IsDuplicateKey reports a primary-key violation.
 	IsDuplicateKey func(error) bool
 	// IsRetryable reports an error after which a transaction may be run
 	// again (deadlock, lock timeout, busy database, lost connection).
 	IsRetryable func(error) bool
-}
-
-// products names the products table for statements that pick rows by a
-// list of ids. On MySQL it forces the primary key: past about 200 ids
-// MariaDB chose a full index scan that locked every product row and
-// deadlocked concurrent groups of orders.
-func (d Dialect) products() string {
-	if d.Name == "mysql" {
-		return "products FORCE INDEX (PRIMARY)"
-	}
-	return "products"
-}
-
-func (d Dialect) forUpdate() string {
-	if d.Name == "mysql" {
-		return " FOR UPDATE"
-	}
-	return ""
 }
 
 // ProductCache caches product details. Implementations must not fail the

@@ -12,6 +12,7 @@ import (
 	"github.com/poolset/poolset/examples/shop/shop"
 	"github.com/poolset/poolset/mysql"
 	"github.com/poolset/poolset/poolsettest"
+	"github.com/poolset/poolset/postgres"
 	"github.com/poolset/poolset/sqlite"
 )
 
@@ -36,6 +37,21 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, s *shop.Shop)) {
 			t.Fatal(err)
 		}
 		d := shop.Dialect{Name: "mysql", IsDuplicateKey: mysql.IsDuplicateKey, IsRetryable: mysql.IsRetryable}
+		fn(t, openShop(t, poolset.Config{Primary: primary, Reads: []poolset.PoolConfig{read}}, d))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		dsn := poolsettest.PostgresDatabase(t, "poolset_t_shop")
+		primary, err := postgres.Primary(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A read-only session on the same server: user reads must work
+		// there, writes must not be sent there.
+		read, err := postgres.Standby(dsn, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := shop.Dialect{Name: shop.Postgres, IsDuplicateKey: postgres.IsDuplicateKey, IsRetryable: postgres.IsRetryable}
 		fn(t, openShop(t, poolset.Config{Primary: primary, Reads: []poolset.PoolConfig{read}}, d))
 	})
 }

@@ -22,10 +22,10 @@ func NewUserRepo(h *poolset.Handle, d Dialect) *UserRepo { return &UserRepo{h: h
 // Register stores u, or updates its email and name when its id exists.
 func (r *UserRepo) Register(ctx context.Context, u User) error {
 	q := "INSERT INTO users (id, email, name) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE email = VALUES(email), name = VALUES(name)"
-	if r.dialect.Name != "mysql" {
+	if r.dialect.Name != MySQL {
 		q = "INSERT INTO users (id, email, name) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name"
 	}
-	if _, err := r.h.ExecContext(ctx, q, u.ID, u.Email, u.Name); err != nil {
+	if _, err := r.h.ExecContext(ctx, r.dialect.bind(q), u.ID, u.Email, u.Name); err != nil {
 		return fmt.Errorf("shop: register user %d: %w", u.ID, err)
 	}
 	return nil
@@ -35,7 +35,7 @@ func (r *UserRepo) Register(ctx context.Context, u User) error {
 // moment ago on the primary. It returns ErrUserNotFound when there is none.
 func (r *UserRepo) Get(ctx context.Context, id int64) (User, error) {
 	var u User
-	err := r.h.Read().QueryRowContext(ctx, "SELECT id, email, name FROM users WHERE id = ?", id).Scan(&u.ID, &u.Email, &u.Name)
+	err := r.h.Read().QueryRowContext(ctx, r.dialect.bind("SELECT id, email, name FROM users WHERE id = ?"), id).Scan(&u.ID, &u.Email, &u.Name)
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, fmt.Errorf("%w: %d", ErrUserNotFound, id)
 	}
@@ -48,7 +48,7 @@ func (r *UserRepo) Get(ctx context.Context, id int64) (User, error) {
 // existsTx reports whether user id exists, inside tx.
 func (r *UserRepo) existsTx(ctx context.Context, tx *sql.Tx, id int64) (bool, error) {
 	var one int
-	err := tx.QueryRowContext(ctx, "SELECT 1 FROM users WHERE id = ?", id).Scan(&one)
+	err := tx.QueryRowContext(ctx, r.dialect.bind("SELECT 1 FROM users WHERE id = ?"), id).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -74,12 +74,12 @@ func (r *UserRepo) RegisterMany(ctx context.Context, users []User) error {
 		b.WriteString("(?,?,?)")
 		args = append(args, u.ID, u.Email, u.Name)
 	}
-	if r.dialect.Name == "mysql" {
+	if r.dialect.Name == MySQL {
 		b.WriteString(" ON DUPLICATE KEY UPDATE email = VALUES(email), name = VALUES(name)")
 	} else {
 		b.WriteString(" ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name")
 	}
-	if _, err := r.h.ExecContext(ctx, b.String(), args...); err != nil {
+	if _, err := r.h.ExecContext(ctx, r.dialect.bind(b.String()), args...); err != nil {
 		return fmt.Errorf("shop: register %d users: %w", len(users), err)
 	}
 	return nil

@@ -75,7 +75,7 @@ func (s *Shop) CountOrders(ctx context.Context, ids []string) (Expected, error) 
 		ids = ids[n:]
 		var found, accepted int64
 		err := s.Orders.h.QueryRowContext(ctx,
-			"SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'accepted' THEN 1 ELSE 0 END), 0) FROM orders WHERE id IN ("+placeholders(n)+")", args...).
+			s.dialect.bind("SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'accepted' THEN 1 ELSE 0 END), 0) FROM orders WHERE id IN ("+placeholders(n)+")"), args...).
 			Scan(&found, &accepted)
 		if err != nil {
 			return e, fmt.Errorf("shop: count orders: %w", err)

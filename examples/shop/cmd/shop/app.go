@@ -4,16 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"time"
 
 	"github.com/poolset/poolset"
 	"github.com/poolset/poolset/examples/shop/productcache"
 	"github.com/poolset/poolset/examples/shop/shop"
 	"github.com/poolset/poolset/examples/shop/worker"
-	"github.com/poolset/poolset/mysql"
 	"github.com/poolset/poolset/release"
-	"github.com/poolset/poolset/sqlite"
 )
 
 // releaseTimeout bounds the whole release at the end of a command.
@@ -26,48 +23,13 @@ type app struct {
 	shop    *shop.Shop
 	dialect shop.Dialect
 	cache   *productcache.ProductCache // nil without --redis
-	backend string                     // "mysql" or "sqlite"
+	backend string                     // "mysql", "postgres" or "sqlite"
 	broker  worker.Broker              // nil unless opened with openOpts.broker
 	rel     *release.Stack             // every release, in acquisition order
 }
 
 // dialectFor returns the shop dialect of the configured backend.
-func dialectFor(cfg config) shop.Dialect {
-	if cfg.MySQL != "" {
-		return shop.Dialect{Name: "mysql", IsDuplicateKey: mysql.IsDuplicateKey, IsRetryable: mysql.IsRetryable}
-	}
-	return shop.Dialect{Name: "sqlite", IsDuplicateKey: sqlite.IsDuplicateKey, IsRetryable: sqlite.IsRetryable}
-}
-
-// setConfig returns the pool set's configuration for cfg: MySQL primary
-// and replicas, or the embedded SQLite pair.
-func setConfig(cfg config, log *slog.Logger) (poolset.Config, error) {
-	pc := poolset.Config{LeakThreshold: cfg.LeakThreshold, Logger: log}
-	if cfg.MySQL == "" {
-		primary, read, err := sqlite.PoolConfigs(filepath.Join(cfg.Data, "poolset.db"), 0)
-		if err != nil {
-			return pc, fmt.Errorf("--data: %w", err)
-		}
-		pc.Primary, pc.Reads = primary, []poolset.PoolConfig{read}
-		return pc, nil
-	}
-	primary, err := mysql.Primary(cfg.MySQL)
-	if err != nil {
-		return pc, usagef("--mysql: %v", err)
-	}
-	primary.MaxOpen = cfg.MaxOpen
-	pc.Primary = primary
-	for i, dsn := range cfg.Replicas {
-		rc, err := mysql.Replica(dsn, cfg.MaxLag)
-		if err != nil {
-			return pc, usagef("--replica: %v", err)
-		}
-		rc.Name = fmt.Sprintf("replica-%d", i+1)
-		rc.MaxOpen = cfg.MaxOpen
-		pc.Reads = append(pc.Reads, rc)
-	}
-	return pc, nil
-}
+func dialectFor(cfg config) shop.Dialect { return backendFor(cfg).dialect() }
 
 // openOpts says what openApp opens besides the pool set.
 type openOpts struct {
@@ -101,11 +63,7 @@ func openApp(ctx context.Context, cfg config, opts openOpts, log *slog.Logger) (
 	}
 	set, err := poolset.Open(ctx, pc) // on error it has closed what it opened
 	if err != nil {
-		setting := "--data"
-		if cfg.MySQL != "" {
-			setting = "--mysql"
-		}
-		return fail(fmt.Errorf("%s: %w", setting, err))
+		return fail(fmt.Errorf("%s: %w", backendFor(cfg).flag, err))
 	}
 	a.set = set
 	a.rel.AddTimeout("pools", set.CloseTimeout(), set.Close)
@@ -128,12 +86,9 @@ func openApp(ctx context.Context, cfg config, opts openOpts, log *slog.Logger) (
 	return a, nil
 }
 
-func backendOf(cfg config) string {
-	if cfg.MySQL != "" {
-		return "mysql"
-	}
-	return "sqlite"
-}
+// backendOf names the configured backend: "mysql", "postgres" or
+// "sqlite".
+func backendOf(cfg config) string { return backendFor(cfg).name }
 
 // release releases everything the app opened, within releaseTimeout, even
 // when ctx is already cancelled (by a signal). It is idempotent.
@@ -141,23 +96,4 @@ func (a *app) release(ctx context.Context) (*release.Report, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
 	return a.rel.Release(ctx)
-}
-
-// ensureDatabase creates the MySQL database the DSN names, for commands
-// that migrate.
-func ensureDatabase(ctx context.Context, cfg config) error {
-	if cfg.MySQL == "" {
-		return nil
-	}
-	name, err := mysql.DatabaseName(cfg.MySQL)
-	if err != nil {
-		return usagef("--mysql: %v", err)
-	}
-	if name == "" {
-		return usagef("--mysql: the DSN names no database (want user:pass@tcp(host:port)/db)")
-	}
-	if err := mysql.CreateDatabase(ctx, cfg.MySQL, name); err != nil {
-		return fmt.Errorf("--mysql: %w", err)
-	}
-	return nil
 }

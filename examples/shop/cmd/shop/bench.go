@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,11 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	gomysql "github.com/go-sql-driver/mysql"
-
 	"github.com/poolset/poolset"
 	"github.com/poolset/poolset/examples/shop/shop"
-	"github.com/poolset/poolset/mysql"
 	"github.com/poolset/poolset/release"
 )
 
@@ -41,25 +37,25 @@ func cmdBenchSharing(ctx context.Context, args []string, stdout, stderr io.Write
 	if err := parse(fs, args, &cfg); err != nil {
 		return err
 	}
-	if cfg.MySQL == "" {
-		return usagef("bench sharing: needs --mysql (the server's connection count is the point)")
+	b := backendFor(cfg)
+	if b.dsn == "" {
+		return usagef("bench sharing: needs --mysql or --postgres (the server's connection count is the point)")
 	}
 	if _, _, err := migrateAndSeed(ctx, cfg, *seed, log); err != nil {
 		return err
 	}
-	counter, err := serverCounter(cfg.MySQL)
+	counter, err := b.newConnCounter()
 	if err != nil {
 		return err
 	}
 	defer counter.Close()
 
-	dbName, _ := mysql.DatabaseName(cfg.MySQL)
 	var rows []benchRow
 	for _, mode := range []string{"shared", "per-repository"} {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		row, err := benchMode(ctx, cfg, mode, *clients, *duration, *seed, counter, dbName, log)
+		row, err := benchMode(ctx, cfg, mode, *clients, *duration, *seed, counter, log)
 		if err != nil {
 			return err
 		}
@@ -84,7 +80,7 @@ func cmdBenchSharing(ctx context.Context, args []string, stdout, stderr io.Write
 // benchMode runs the mixed load with one shared primary pool ("shared") or
 // one pool per repository ("per-repository"), sampling the server's count
 // of connections to the database every 10 ms.
-func benchMode(ctx context.Context, cfg config, mode string, clients int, d time.Duration, seed shop.SeedConfig, counter *sql.DB, dbName string, log *slog.Logger) (benchRow, error) {
+func benchMode(ctx context.Context, cfg config, mode string, clients int, d time.Duration, seed shop.SeedConfig, counter *connCounter, log *slog.Logger) (benchRow, error) {
 	cfg.Replicas = nil // users read from the primary too: only the sharing differs
 	pc, err := setConfig(cfg, log)
 	if err != nil {
@@ -97,7 +93,7 @@ func benchMode(ctx context.Context, cfg config, mode string, clients int, d time
 		c.Primary.Name = name
 		s, err := poolset.Open(ctx, c)
 		if err != nil {
-			return nil, fmt.Errorf("--mysql: %w", err)
+			return nil, fmt.Errorf("%s: %w", backendFor(cfg).flag, err)
 		}
 		rel.AddTimeout("set "+name, s.CloseTimeout(), s.Close)
 		return s, nil
@@ -135,7 +131,7 @@ func benchMode(ctx context.Context, cfg config, mode string, clients int, d time
 			case <-quit:
 				return
 			case <-t.C:
-				if n, err := mysql.ConnectionsTo(ctx, counter, dbName); err == nil && n > peak {
+				if n, err := counter.count(ctx); err == nil && n > peak {
 					peak = n
 				}
 			}
@@ -150,22 +146,4 @@ func benchMode(ctx context.Context, cfg config, mode string, clients int, d time
 		return row, fmt.Errorf("bench %s: release: %w", mode, err)
 	}
 	return row, nil
-}
-
-// serverCounter opens one connection to the server with no default
-// database, so that it is not counted among the connections to the
-// benchmark's database.
-func serverCounter(dsn string) (*sql.DB, error) {
-	c, err := gomysql.ParseDSN(dsn)
-	if err != nil {
-		return nil, usagef("--mysql: invalid DSN %s: %v", poolset.Redact(dsn), err)
-	}
-	c.DBName = ""
-	conn, err := gomysql.NewConnector(c)
-	if err != nil {
-		return nil, usagef("--mysql: %v", err)
-	}
-	db := sql.OpenDB(conn)
-	db.SetMaxOpenConns(1)
-	return db, nil
 }

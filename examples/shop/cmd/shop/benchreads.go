@@ -41,8 +41,8 @@ func cmdBenchReads(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if err := parse(fs, args, &cfg); err != nil {
 		return err
 	}
-	if cfg.MySQL == "" || len(cfg.Replicas) == 0 {
-		return usagef("bench reads: needs --mysql and at least one --replica (see 'poolset pair')")
+	if backendFor(cfg).dsn == "" || len(cfg.Replicas) == 0 {
+		return usagef("bench reads: needs --mysql or --postgres, and at least one --replica (see 'poolset pair')")
 	}
 	if _, _, err := migrateAndSeed(ctx, cfg, *seed, log); err != nil {
 		return err

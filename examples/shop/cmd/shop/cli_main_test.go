@@ -19,6 +19,7 @@ import (
 	"github.com/poolset/poolset/examples/shop/productcache"
 	"github.com/poolset/poolset/mysql"
 	"github.com/poolset/poolset/poolsettest"
+	"github.com/poolset/poolset/postgres"
 )
 
 // poolsetBin is the path of the poolset binary TestMain builds once for
@@ -152,6 +153,27 @@ func adminDB(t *testing.T) *sql.DB {
 		t.Fatalf("admin connector: %v", err)
 	}
 	db := sql.OpenDB(conn)
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { db.Close() })
+	if err := db.PingContext(t.Context()); err != nil {
+		t.Fatalf("admin ping: %v", err)
+	}
+	return db
+}
+
+// postgresAdminDB opens a one-connection *sql.DB on the PostgreSQL database
+// at dsn, as application poolset-test. It is closed when t ends.
+func postgresAdminDB(t *testing.T, dsn string) *sql.DB {
+	t.Helper()
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	pc, err := postgres.Primary(dsn + sep + "application_name=poolset-test")
+	if err != nil {
+		t.Fatalf("admin: %v", err)
+	}
+	db := sql.OpenDB(pc.Connector)
 	db.SetMaxOpenConns(1)
 	t.Cleanup(func() { db.Close() })
 	if err := db.PingContext(t.Context()); err != nil {

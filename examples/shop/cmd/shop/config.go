@@ -23,6 +23,7 @@ var errHelp = errors.New("help shown")
 // the environment. Flags win over environment variables.
 type config struct {
 	MySQL         string        // --mysql [POOLSET_MYSQL_DSN]; empty = embedded SQLite
+	Postgres      string        // --postgres [POOLSET_POSTGRES_DSN]; excludes --mysql
 	Replicas      []string      // --replica [POOLSET_REPLICA_DSN]
 	Redis         string        // --redis [POOLSET_REDIS_URL]; empty = no cache
 	Broker        string        // --broker [POOLSET_BROKER_URL]; empty = embedded NATS
@@ -55,11 +56,12 @@ func (r *replicaList) Set(v string) error {
 func newFlagSet(name string, stdout io.Writer, cfg *config) (fs *flag.FlagSet) {
 	fs = newCommandFlags(name, stdout)
 	fs.StringVar(&cfg.MySQL, "mysql", os.Getenv("POOLSET_MYSQL_DSN"), "primary MariaDB/MySQL `DSN` (user:pass@tcp(host:port)/db); empty = embedded SQLite [POOLSET_MYSQL_DSN]")
+	fs.StringVar(&cfg.Postgres, "postgres", os.Getenv("POOLSET_POSTGRES_DSN"), "primary PostgreSQL `DSN` (postgres://user:pass@host:port/db?... or host=... dbname=...); not with --mysql [POOLSET_POSTGRES_DSN]")
 	rl := (*replicaList)(&cfg.Replicas)
 	if env := os.Getenv("POOLSET_REPLICA_DSN"); env != "" {
 		rl.Set(env)
 	}
-	fs.Var(rl, "replica", "read pool `DSN`, repeatable or comma-separated [POOLSET_REPLICA_DSN]")
+	fs.Var(rl, "replica", "read pool `DSN` (a MySQL replica, or a PostgreSQL standby with --postgres), repeatable or comma-separated [POOLSET_REPLICA_DSN]")
 	fs.StringVar(&cfg.Redis, "redis", os.Getenv("POOLSET_REDIS_URL"), "Redis `URL` for the product cache; empty = no cache [POOLSET_REDIS_URL]")
 	fs.StringVar(&cfg.Broker, "broker", os.Getenv("POOLSET_BROKER_URL"), "broker `URL`: nats://host:port or amqp://user:pass@host:port/; empty = embedded NATS [POOLSET_BROKER_URL]")
 	data := os.Getenv("POOLSET_DATA")
@@ -130,21 +132,25 @@ func parse(fs *flag.FlagSet, args []string, cfg *config) error {
 	if cfg.MaxOpen <= 0 {
 		return usagef("--max-open: must be positive, got %d", cfg.MaxOpen)
 	}
-	if cfg.MySQL != "" {
-		if _, err := mysql.Primary(cfg.MySQL); err != nil {
-			return usagef("--mysql: %v", err)
-		}
+	if cfg.MySQL != "" && cfg.Postgres != "" {
+		return usagef("--mysql and --postgres: set one (from the flags or POOLSET_MYSQL_DSN and POOLSET_POSTGRES_DSN)")
 	}
 	if cfg.MaxLag < 0 {
 		return usagef("--max-lag: must not be negative, got %s", cfg.MaxLag)
 	}
-	for _, r := range cfg.Replicas {
-		if _, err := mysql.Replica(r, cfg.MaxLag); err != nil {
-			return usagef("--replica: %v", err)
+	b := backendFor(*cfg)
+	if b.dsn != "" {
+		if _, err := b.primary(cfg.MaxOpen); err != nil {
+			return usagef("%s: %v", b.flag, err)
 		}
 	}
-	if len(cfg.Replicas) > 0 && cfg.MySQL == "" {
-		return usagef("--replica: needs --mysql (the embedded SQLite has its own read pool)")
+	if len(cfg.Replicas) > 0 && b.dsn == "" {
+		return usagef("--replica: needs --mysql or --postgres (the embedded SQLite has its own read pool)")
+	}
+	for _, r := range cfg.Replicas {
+		if _, err := b.replica(r, cfg.MaxLag, cfg.MaxOpen); err != nil {
+			return usagef("--replica: %v", err)
+		}
 	}
 	if cfg.Redis != "" {
 		if err := productcache.CheckURL(cfg.Redis); err != nil {

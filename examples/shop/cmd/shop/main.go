@@ -15,9 +15,9 @@
 //	shop worker  [flags]   process order messages until signalled
 //	shop load    [flags]   publish orders to the broker
 //	shop verify  [flags]   check every order is stored once and stock is conserved
-//	shop bench sharing|reads [flags]   benchmarks (MariaDB/MySQL)
+//	shop bench sharing|reads [flags]   benchmarks (MariaDB/MySQL or PostgreSQL)
 //
-// Every subcommand that opens pools takes --mysql, --replica, --redis,
+// Every subcommand that opens pools takes --mysql or --postgres, --replica, --redis,
 // --data and --json (see README.md). Exit codes: 0 success, 1 runtime
 // failure, 2 usage or configuration error, 3 a worker released everything
 // but handed unfinished messages back at the drain deadline, 130 a third

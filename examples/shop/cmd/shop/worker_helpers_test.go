@@ -25,6 +25,7 @@ import (
 	"github.com/poolset/poolset/examples/shop/rabbitqueue"
 	"github.com/poolset/poolset/examples/shop/shoptest"
 	"github.com/poolset/poolset/examples/shop/worker"
+	"github.com/poolset/poolset/mysql"
 	"github.com/poolset/poolset/poolsettest"
 )
 
@@ -130,35 +131,77 @@ func openTestBroker(t *testing.T, tb testBroker) brokerConn {
 	return c
 }
 
-// shopDB is a worker test's MariaDB database: its DSN for the commands and
-// an admin connection outside it for counting.
+// shopDB is a worker test's database, on MariaDB or PostgreSQL: its DSN
+// for the commands and an admin connection for counting. On MariaDB the
+// admin connection has no default database; on PostgreSQL it is a session
+// in the test's database (application_name poolset-test) that the counts
+// of connections leave out.
 type shopDB struct {
+	flag  string // "--mysql" or "--postgres"
 	name  string
 	dsn   string
 	admin *sql.DB
 }
 
-// newShopDB creates the fresh database name for t.
+// newShopDB creates the fresh MariaDB database name for t.
 func newShopDB(t *testing.T, name string) shopDB {
 	t.Helper()
-	return shopDB{name: name, dsn: poolsettest.MySQLDatabase(t, name), admin: adminDB(t)}
+	return shopDB{flag: "--mysql", name: name, dsn: poolsettest.MySQLDatabase(t, name), admin: adminDB(t)}
 }
+
+// newPostgresShopDB creates the fresh PostgreSQL database name for t.
+func newPostgresShopDB(t *testing.T, name string) shopDB {
+	t.Helper()
+	dsn := poolsettest.PostgresDatabase(t, name)
+	return shopDB{flag: "--postgres", name: name, dsn: dsn, admin: postgresAdminDB(t, dsn)}
+}
+
+// postgres reports whether d is on PostgreSQL.
+func (d shopDB) postgres() bool { return d.flag == "--postgres" }
 
 // orders returns how many orders the database holds.
 func (d shopDB) orders(t *testing.T) int {
 	t.Helper()
 	var n int
 	q := "SELECT COUNT(*) FROM `" + d.name + "`.orders"
+	if d.postgres() {
+		q = "SELECT COUNT(*) FROM orders"
+	}
 	if err := d.admin.QueryRowContext(t.Context(), q).Scan(&n); err != nil {
 		t.Fatalf("count orders: %v", err)
 	}
 	return n
 }
 
+// connections returns the server's connections to d's database, the admin
+// connection left out.
+func (d shopDB) connections(t *testing.T) int {
+	t.Helper()
+	n, err := d.countConnections(t.Context())
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	return n
+}
+
+// countConnections counts the server's connections to d's database, the
+// admin connection left out.
+func (d shopDB) countConnections(ctx context.Context) (int, error) {
+	if !d.postgres() {
+		return mysql.ConnectionsTo(ctx, d.admin, d.name)
+	}
+	var n int
+	err := d.admin.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", d.name).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("pg_stat_activity: %w", err)
+	}
+	return n, nil
+}
+
 // seedShop seeds d's users and products; it fails t unless seed exits 0.
 func seedShop(t *testing.T, d shopDB) {
 	t.Helper()
-	r := runPoolset(t, quickExit(), "seed", "--mysql", d.dsn, "--users", wkUsers, "--products", wkProducts, "--stock", wkStock)
+	r := runPoolset(t, quickExit(), "seed", d.flag, d.dsn, "--users", wkUsers, "--products", wkProducts, "--stock", wkStock)
 	if r.code != exitOK {
 		t.Fatalf("seed: got exit code %d; want 0\nstderr:\n%s", r.code, r.stderr)
 	}
@@ -177,7 +220,7 @@ func loadOrders(t *testing.T, b testBroker, n int) {
 // fails t unless verify exits 0 and reports ok.
 func verifyOrders(t *testing.T, d shopDB, n int) verifyResult {
 	t.Helper()
-	r := runPoolset(t, quickExit(), "verify", "--mysql", d.dsn, "--expect-orders", strconv.Itoa(n), "--json")
+	r := runPoolset(t, quickExit(), "verify", d.flag, d.dsn, "--expect-orders", strconv.Itoa(n), "--json")
 	var res verifyResult
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
 		t.Fatalf("verify: stdout is not JSON: %v\nstdout:\n%s\nstderr:\n%s", err, r.stdout, r.stderr)
@@ -213,13 +256,13 @@ type workerProc struct {
 	exitedAt       time.Time
 }
 
-// startWorker starts `poolset worker --mysql d.dsn --broker b.url --json`
+// startWorker starts `poolset worker --mysql|--postgres d.dsn --broker b.url --json`
 // with no admin endpoint (unless args set --admin) and args, bounded by
 // procTimeout. The process is killed, and waited for, when t ends.
 func startWorker(t *testing.T, d shopDB, b testBroker, args ...string) *workerProc {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), procTimeout)
-	all := append([]string{"worker", "--mysql", d.dsn, "--broker", b.url, "--json", "--admin", ""}, args...)
+	all := append([]string{"worker", d.flag, d.dsn, "--broker", b.url, "--json", "--admin", ""}, args...)
 	w := &workerProc{t: t, done: make(chan struct{})}
 	w.cmd = exec.CommandContext(ctx, poolsetBin, all...)
 	w.cmd.Dir = t.TempDir()

@@ -58,7 +58,7 @@ func outageDB(t *testing.T) (*poolsettest.Instance, shopDB) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { admin.Close() })
-	return pair.Primary, shopDB{name: "shop", dsn: pair.Primary.DSN("shop"), admin: admin}
+	return pair.Primary, shopDB{flag: "--mysql", name: "shop", dsn: pair.Primary.DSN("shop"), admin: admin}
 }
 
 // TestWorkerDatabaseOutage: the worker's database is killed (SIGKILL, as a

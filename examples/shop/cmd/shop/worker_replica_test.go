@@ -23,7 +23,7 @@ func TestWorkerWithReplica(t *testing.T) {
 		"--register-every", "10", "--unknown-every", "0"); r.code != exitOK {
 		t.Fatalf("load: got exit code %d; want 0\n%s", r.code, r.stderr)
 	}
-	w := startWorker(t, shopDB{name: "shop", dsn: primary}, b, "--replica", replica, "--exit-when-idle", "2s")
+	w := startWorker(t, shopDB{flag: "--mysql", name: "shop", dsn: primary}, b, "--replica", replica, "--exit-when-idle", "2s")
 	s := wantCleanExit(t, "worker with a replica", w)
 	if s.Worker.Registered != wkOrders/10 || s.Worker.Accepted != wkOrders || s.Worker.Rejected != 0 {
 		t.Errorf("got registered %d, accepted %d, rejected %d; want %d, %d, 0", s.Worker.Registered, s.Worker.Accepted, s.Worker.Rejected, wkOrders/10, wkOrders)
