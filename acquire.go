@@ -77,7 +77,7 @@ func (cl *call) timeout() {
 	}
 	wait := time.Duration(time.Now().UnixNano() - cl.start)
 	cl.repo.timeouts.Add(1)
-	cl.repo.waitNanos.Add(int64(wait))
+	cl.pool.observeWait(cl.repo, wait, true)
 	cl.endWait()
 	cl.ctx.cancel(cl.pool.timeoutError(wait))
 }

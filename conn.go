@@ -17,10 +17,12 @@ type connector struct {
 }
 
 func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
+	start := time.Now()
 	inner, err := c.Connector.Connect(ctx)
 	if err != nil {
 		return nil, err
 	}
+	c.pool.observeCreate(time.Since(start))
 	cn := &conn{inner: inner, pool: c.pool}
 	c.pool.track(cn)
 	return cn, nil
@@ -81,9 +83,11 @@ func (c *conn) checkout(lb *label, kind leaseKind, fallback *repoStats) (*repoSt
 	p.inUse.Add(1)
 	rs.inUse.Add(1)
 	rs.acquires.Add(1)
+	var wait time.Duration
 	if lb != nil && lb.call != nil {
-		rs.waitNanos.Add(now.UnixNano() - lb.call.start)
+		wait = time.Duration(now.UnixNano() - lb.call.start)
 	}
+	p.observeWait(rs, wait, false)
 	return rs, nil
 }
 
@@ -96,7 +100,7 @@ func (c *conn) checkin() {
 	hold := time.Now().UnixNano() - c.since.Load()
 	c.pool.inUse.Add(-1)
 	rs.inUse.Add(-1)
-	rs.holdNanos.Add(hold)
+	c.pool.observeHold(rs, time.Duration(hold))
 	for {
 		cur := rs.longest.Load()
 		if hold <= cur || rs.longest.CompareAndSwap(cur, hold) {

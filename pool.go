@@ -31,6 +31,7 @@ type Pool struct {
 
 	inUse   atomic.Int64
 	waiting atomic.Int64
+	create  histogram // how long the driver took to open each connection
 
 	mu    sync.Mutex
 	repos map[string]*repoStats
@@ -339,8 +340,8 @@ type repoStats struct {
 	acquires      atomic.Int64
 	queries       atomic.Int64
 	txs           atomic.Int64
-	waitNanos     atomic.Int64
-	holdNanos     atomic.Int64
+	waitHist      histogram // every acquire's wait, and every timed-out one
+	holdHist      histogram
 	longest       atomic.Int64
 	timeouts      atomic.Int64
 	leaks         atomic.Int64

@@ -30,6 +30,8 @@ type Set struct {
 	mu      sync.Mutex
 	handles map[string]*Handle
 
+	obs observers
+
 	closeOnce sync.Once
 	closeErr  error
 }

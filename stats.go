@@ -40,6 +40,13 @@ type PoolStats struct {
 	WaitDuration time.Duration `json:"wait_ns"`
 	Acquires     int64         `json:"acquires"`
 	Timeouts     int64         `json:"acquire_timeouts"`
+	// CreateTimes is the distribution of the time the driver took to open
+	// each of the pool's connections (health checks' included).
+	CreateTimes Histogram `json:"create_times"`
+	// WaitTimes and HoldTimes add up those of every repository that used
+	// the pool, including any left out of Repos.
+	WaitTimes Histogram `json:"wait_times"`
+	HoldTimes Histogram `json:"hold_times"`
 
 	Repos []RepoStats `json:"repos"`
 }
@@ -54,10 +61,17 @@ type RepoStats struct {
 	Acquires int64  `json:"acquires"`
 	Queries  int64  `json:"queries"`
 	Txs      int64  `json:"txs"`
-	// Wait is the total time spent waiting for connections.
+	// Wait is the total time spent waiting for connections because the
+	// pool was full (WaitTimes.Sum).
 	Wait time.Duration `json:"wait_ns"`
-	// Hold is the total time connections were held.
+	// WaitTimes is the distribution of those waits: one per connection
+	// lent (0 when the pool had room) and one per acquire timeout, so its
+	// Count is Acquires+Timeouts.
+	WaitTimes Histogram `json:"wait_times"`
+	// Hold is the total time connections were held (HoldTimes.Sum), and
+	// HoldTimes its distribution: one per connection given back.
 	Hold        time.Duration `json:"hold_ns"`
+	HoldTimes   Histogram     `json:"hold_times"`
 	LongestHold time.Duration `json:"longest_hold_ns"`
 	Timeouts    int64         `json:"acquire_timeouts"`
 	Leaks       int64         `json:"leaks"`
@@ -82,7 +96,7 @@ func (p *Pool) Stats() PoolStats {
 		ReadOnly: p.cfg.ReadOnly, Closed: p.closed.Load(), MaxOpen: p.cfg.MaxOpen,
 		Open: p.openConns(), InUse: int(p.inUse.Load()), Waiting: int(p.waiting.Load()),
 		WaitCount: db.WaitCount, WaitDuration: db.WaitDuration,
-		Healthy: p.usable(),
+		Healthy: p.usable(), CreateTimes: p.create.snapshot(),
 	}
 	st.Idle = max(st.Open-st.InUse, 0)
 	if h := p.health; h != nil {
@@ -104,6 +118,8 @@ func (p *Pool) Stats() PoolStats {
 		r := rs.snapshot()
 		st.Acquires += r.Acquires
 		st.Timeouts += r.Timeouts
+		st.WaitTimes = st.WaitTimes.add(r.WaitTimes)
+		st.HoldTimes = st.HoldTimes.add(r.HoldTimes)
 		if r.Use == "" && r.Fallbacks == 0 && r.FallbackFailures == 0 && r.ReadYourWritesPrimary == 0 {
 			continue
 		}
@@ -122,14 +138,16 @@ func (rs *repoStats) snapshot() RepoStats {
 	case w:
 		use = "writes"
 	}
-	return RepoStats{
+	r := RepoStats{
 		Repo: rs.name, Use: use, InUse: rs.inUse.Load(), Waiting: rs.waiting.Load(),
 		Acquires: rs.acquires.Load(), Queries: rs.queries.Load(), Txs: rs.txs.Load(),
-		Wait: time.Duration(rs.waitNanos.Load()), Hold: time.Duration(rs.holdNanos.Load()),
+		WaitTimes: rs.waitHist.snapshot(), HoldTimes: rs.holdHist.snapshot(),
 		LongestHold: time.Duration(rs.longest.Load()), Timeouts: rs.timeouts.Load(),
 		Leaks: rs.leaks.Load(), Fallbacks: rs.fallbacks.Load(), FallbackFailures: rs.fallbackFails.Load(),
 		ReadYourWritesReplica: rs.causalReplica.Load(), ReadYourWritesPrimary: rs.causalPrimary.Load(),
 	}
+	r.Wait, r.Hold = r.WaitTimes.Sum, r.HoldTimes.Sum
+	return r
 }
 
 // Stats returns a snapshot of every pool: the primary first, then the read

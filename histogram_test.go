@@ -1,0 +1,158 @@
+package poolset_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/poolset/poolset"
+)
+
+func TestHistogramQuantile(t *testing.T) {
+	b := poolset.HistogramBounds()
+	if len(b) == 0 || b[0] != 10*time.Microsecond || b[len(b)-1] != 25*time.Second {
+		t.Fatalf("bounds %v; want 10µs to 25s", b)
+	}
+	h := poolset.Histogram{Counts: make([]int64, len(b)+1)}
+	if got := h.Quantile(0.5); got != 0 {
+		t.Errorf("empty: %v; want 0", got)
+	}
+	// 90 in (0, 10µs], 10 in (50ms, 100ms].
+	h.Counts[0], h.Count = 90, 100
+	i100ms := -1
+	for i, x := range b {
+		if x == 100*time.Millisecond {
+			i100ms = i
+		}
+	}
+	h.Counts[i100ms] += 10
+	if got := h.Quantile(0.5); got <= 0 || got > 10*time.Microsecond {
+		t.Errorf("p50 %v; want in (0, 10µs]", got)
+	}
+	if got := h.Quantile(0.99); got <= 50*time.Millisecond || got > 100*time.Millisecond {
+		t.Errorf("p99 %v; want in (50ms, 100ms]", got)
+	}
+	h.Counts[len(b)] += 100
+	h.Count += 100
+	if got := h.Quantile(1); got != b[len(b)-1] {
+		t.Errorf("p100 with the top bucket used: %v; want the top bound %v", got, b[len(b)-1])
+	}
+}
+
+// recorder is an Observer that keeps what it is told.
+type recorder struct {
+	mu       sync.Mutex
+	waits    map[string]int // "pool/repo"
+	timeouts map[string]int
+	holds    map[string]int
+	creates  map[string]int
+}
+
+func newRecorder() *recorder {
+	return &recorder{waits: map[string]int{}, timeouts: map[string]int{}, holds: map[string]int{}, creates: map[string]int{}}
+}
+
+func (r *recorder) ObserveWait(pool, repo string, _ time.Duration, timedOut bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if timedOut {
+		r.timeouts[pool+"/"+repo]++
+	}
+	r.waits[pool+"/"+repo]++
+}
+
+func (r *recorder) ObserveHold(pool, repo string, _ time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.holds[pool+"/"+repo]++
+}
+
+func (r *recorder) ObserveCreate(pool string, _ time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.creates[pool]++
+}
+
+// TestWaitAndHoldHistograms checks that every lend, acquire timeout and
+// give-back is in the repository's histograms and told to an observer,
+// and that the pool's histograms add up its repositories'.
+func TestWaitAndHoldHistograms(t *testing.T) {
+	ctx := context.Background()
+	s := openSQLite(t, poolset.Config{Primary: poolset.PoolConfig{AcquireTimeout: 50 * time.Millisecond}})
+	rec := newRecorder()
+	stop := s.Observe(rec)
+	defer stop()
+	orders, users := s.Handle("orders"), s.Handle("users")
+	for i := range 5 {
+		if _, err := orders.ExecContext(ctx, "INSERT INTO t (id, v) VALUES (?, 'x')", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// users waits behind orders' open rows: one wait ends in a timeout,
+	// one gets the connection once the rows close.
+	rows, err := orders.QueryContext(ctx, "SELECT id FROM t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := users.ExecContext(ctx, "UPDATE t SET v = 'y'"); err == nil {
+		t.Fatal("exec on a full pool: no acquire timeout")
+	}
+	done := make(chan error)
+	go func() {
+		_, err := users.ExecContext(ctx, "UPDATE t SET v = 'z'")
+		done <- err
+	}()
+	for s.Primary().Stats().Waiting == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	rows.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if _, err := users.ExecContext(ctx, "UPDATE t SET v = 'after'"); err != nil { // not observed
+		t.Fatal(err)
+	}
+
+	st := s.Primary().Stats()
+	var sumWait, sumHold poolset.Histogram
+	for _, r := range st.Repos {
+		if r.WaitTimes.Count != r.Acquires+r.Timeouts {
+			t.Errorf("%s: %d waits in the histogram; want acquires %d + timeouts %d", r.Repo, r.WaitTimes.Count, r.Acquires, r.Timeouts)
+		}
+		if r.HoldTimes.Count != r.Acquires-r.InUse {
+			t.Errorf("%s: %d holds in the histogram; want %d given back", r.Repo, r.HoldTimes.Count, r.Acquires-r.InUse)
+		}
+		if r.Wait != r.WaitTimes.Sum || r.Hold != r.HoldTimes.Sum {
+			t.Errorf("%s: totals %v/%v differ from the histograms' sums %v/%v", r.Repo, r.Wait, r.Hold, r.WaitTimes.Sum, r.HoldTimes.Sum)
+		}
+		sumWait.Count += r.WaitTimes.Count
+		sumHold.Count += r.HoldTimes.Count
+	}
+	if st.WaitTimes.Count != sumWait.Count || st.HoldTimes.Count != sumHold.Count {
+		t.Errorf("pool histograms %d/%d; want the repositories' %d/%d", st.WaitTimes.Count, st.HoldTimes.Count, sumWait.Count, sumHold.Count)
+	}
+	u := repoStats(t, st, "users")
+	if u.Timeouts != 1 || u.WaitTimes.Quantile(1) < 20*time.Millisecond {
+		t.Errorf("users: timeouts %d, longest wait %v; want 1 and at least 20ms", u.Timeouts, u.WaitTimes.Quantile(1))
+	}
+	if st.CreateTimes.Count == 0 || st.CreateTimes.Count < int64(st.Open) {
+		t.Errorf("create histogram counts %d connections; %d are open", st.CreateTimes.Count, st.Open)
+	}
+
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if got := rec.timeouts["primary/users"]; got != 1 {
+		t.Errorf("observer saw %d users timeouts; want 1", got)
+	}
+	// Everything users did until stop was observed: two waits (one timed
+	// out), one hold; orders' six lends and holds.
+	if rec.waits["primary/users"] != 2 || rec.holds["primary/users"] != 1 {
+		t.Errorf("observer saw users waits %d, holds %d; want 2 and 1", rec.waits["primary/users"], rec.holds["primary/users"])
+	}
+	if rec.waits["primary/orders"] != 6 || rec.holds["primary/orders"] != 6 {
+		t.Errorf("observer saw orders waits %d, holds %d; want 6 and 6", rec.waits["primary/orders"], rec.holds["primary/orders"])
+	}
+}
