@@ -150,7 +150,7 @@ func TestAttribution(t *testing.T) {
 		}
 	}
 	tree := s.Tree()
-	for _, want := range []string{"primary (sqlite)", "read-1 (sqlite, read-only)", "orders", "users", "reads"} {
+	for _, want := range []string{"primary (sqlite)", "read-1 (sqlite, read-only)", "orders", "users", "reads", "(p99 "} {
 		if !strings.Contains(tree, want) {
 			t.Errorf("tree lacks %q:\n%s", want, tree)
 		}

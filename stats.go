@@ -199,8 +199,8 @@ func WriteTree(w io.Writer, pools []PoolStats) {
 			if i == len(p.Repos)-1 {
 				branch = "└─"
 			}
-			fmt.Fprintf(w, "%s %-*s  %-12s in use %d · queries %d · tx %d · wait %s · longest hold %s",
-				branch, width, r.Repo, r.Use, r.InUse, r.Queries, r.Txs, fmtDur(r.Wait), fmtDur(r.LongestHold))
+			fmt.Fprintf(w, "%s %-*s  %-12s in use %d · queries %d · tx %d · wait %s (p99 %s) · longest hold %s",
+				branch, width, r.Repo, r.Use, r.InUse, r.Queries, r.Txs, fmtDur(r.Wait), fmtDur(r.WaitTimes.Quantile(0.99)), fmtDur(r.LongestHold))
 			if r.Timeouts > 0 {
 				fmt.Fprintf(w, " · timeouts %d", r.Timeouts)
 			}
