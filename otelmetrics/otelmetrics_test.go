@@ -2,12 +2,15 @@ package otelmetrics_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"log/slog"
 	"math"
 	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -272,6 +275,8 @@ func TestConventions(t *testing.T) {
 	if got := points(got["db.client.connection.idle.max"], poolKey, primary.Name)[""]; got != int64(set.Primary().Config().MaxIdle) {
 		t.Errorf("idle.max %d, want %d", got, set.Primary().Config().MaxIdle)
 	}
+	_, lagReported := got["poolset.pool.replication.lag"]
+	t.Logf("replication lag reported: %v (read pool LagKnown %v)", lagReported, stats[1].LagKnown)
 	t.Logf("primary: waits %d (%s, p99 %s), holds %d, connects %d; read pool: waits %d, holds %d",
 		primary.WaitTimes.Count, primary.WaitTimes.Sum, primary.WaitTimes.Quantile(0.99), primary.HoldTimes.Count,
 		primary.CreateTimes.Count, stats[1].WaitTimes.Count, stats[1].HoldTimes.Count)
@@ -281,6 +286,17 @@ func TestConventions(t *testing.T) {
 // but the lag gauge (reported only while a lag is known) is there.
 func checkShapes(t *testing.T, got map[string]metricdata.Metrics) {
 	t.Helper()
+	checkPresent(t, got)
+	for name := range want {
+		if _, ok := got[name]; !ok && name != "poolset.pool.replication.lag" {
+			t.Errorf("%s: not reported", name)
+		}
+	}
+}
+
+// checkPresent checks the instruments of got against want.
+func checkPresent(t *testing.T, got map[string]metricdata.Metrics) {
+	t.Helper()
 	bounds := make([]float64, 0, 20)
 	for _, b := range poolset.HistogramBounds() {
 		bounds = append(bounds, b.Seconds())
@@ -288,9 +304,6 @@ func checkShapes(t *testing.T, got map[string]metricdata.Metrics) {
 	for name, w := range want {
 		m, ok := got[name]
 		if !ok {
-			if name != "poolset.pool.replication.lag" {
-				t.Errorf("%s: not reported", name)
-			}
 			continue
 		}
 		if m.Unit != w.unit {
@@ -516,4 +529,71 @@ func openSQLite(tb testing.TB) *poolset.Set {
 		tb.Fatal(err)
 	}
 	return set
+}
+
+// lagCheck is a read pool's health check that passes, with a known lag,
+// until failing is set.
+type lagCheck struct{ failing atomic.Bool }
+
+func (c *lagCheck) Check(context.Context, *sql.Conn) error {
+	if c.failing.Load() {
+		return errors.New("test: out of rotation")
+	}
+	return nil
+}
+
+func (c *lagCheck) Lag() (time.Duration, bool) {
+	if c.failing.Load() {
+		return 0, false
+	}
+	return 1500 * time.Millisecond, true
+}
+
+// TestReadPoolGauges checks poolset's two gauges on a SQLite set whose read
+// pool's health check reports a lag of 1.5 s: in rotation (1, both pools)
+// with the lag reported for the read pool alone; then, once the check
+// fails, out of rotation (0) and no lag.
+func TestReadPoolGauges(t *testing.T) {
+	ctx := context.Background()
+	primary, read, err := sqlite.PoolConfigs(filepath.Join(t.TempDir(), "db.sqlite"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := &lagCheck{}
+	read.Health, read.HealthInterval = check, 10*time.Millisecond
+	set, err := poolset.Open(ctx, poolset.Config{Primary: primary, Reads: []poolset.PoolConfig{read}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close(ctx)
+	_, reader := newMetrics(t, set)
+	pName, rName := set.Primary().Config().Name, set.Reads()[0].Config().Name
+
+	got := collect(t, reader)
+	checkPresent(t, got)
+	rotation := func(pool, role string) map[string]int64 {
+		return points(got["poolset.pool.in_rotation"], poolKey, pool, roleKey, role)
+	}
+	if p, r := rotation(pName, "primary"), rotation(rName, "read"); p[""] != 1 || r[""] != 1 {
+		t.Errorf("in_rotation: primary %v, read %v; want 1 and 1", p, r)
+	}
+	lag, _ := got["poolset.pool.replication.lag"].Data.(metricdata.Gauge[float64])
+	if len(lag.DataPoints) != 1 || lag.DataPoints[0].Value != 1.5 || !matches(lag.DataPoints[0].Attributes, poolKey, rName, roleKey, "read") {
+		t.Errorf("replication.lag: %+v, want 1.5 for %s alone", lag.DataPoints, rName)
+	}
+
+	check.failing.Store(true)
+	for i := 0; set.Stats()[1].Healthy; i++ {
+		if i == 500 {
+			t.Fatal("the read pool stayed in rotation after 500 polls")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	got = collect(t, reader)
+	if r := rotation(rName, "read"); r[""] != 0 || len(r) != 1 {
+		t.Errorf("in_rotation of the failing read pool: %v, want 0", r)
+	}
+	if lag, ok := got["poolset.pool.replication.lag"].Data.(metricdata.Gauge[float64]); ok && len(lag.DataPoints) > 0 {
+		t.Errorf("replication.lag while unknown: %+v", lag.DataPoints)
+	}
 }
