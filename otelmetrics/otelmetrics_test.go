@@ -597,3 +597,34 @@ func TestReadPoolGauges(t *testing.T) {
 		t.Errorf("replication.lag while unknown: %+v", lag.DataPoints)
 	}
 }
+
+// TestUnattributed checks that a connection taken through a pool's *sql.DB
+// without WithRepo is reported under poolset.Unattributed, so that the
+// used connections still add up to the pool's.
+func TestUnattributed(t *testing.T) {
+	ctx := context.Background()
+	set := openSQLite(t)
+	_, reader := newMetrics(t, set)
+	if _, err := set.Handle("users").ExecContext(ctx, "INSERT INTO t (v) VALUES ('a')"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := set.Primary().DB().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "INSERT INTO t (v) VALUES ('b')"); err != nil {
+		t.Fatal(err)
+	}
+
+	got := collect(t, reader)
+	checkPresent(t, got)
+	st := set.Stats()[0]
+	used := points(got["db.client.connection.count"], poolKey, st.Name, stateKey, "used")
+	if used[poolset.Unattributed] != 1 || used["users"] != 0 || sumOf(used) != int64(st.InUse) {
+		t.Errorf("used connections %v, want %s 1 and users 0, adding up to the pool's %d", used, poolset.Unattributed, st.InUse)
+	}
+	if waits := histograms(got["db.client.connection.wait_time"], st.Name); waits[poolset.Unattributed].Count != 1 || waits["users"].Count != 1 {
+		t.Errorf("waits %v, want one for %s and one for users", waits, poolset.Unattributed)
+	}
+}
