@@ -66,3 +66,26 @@ EOF2
 build core-mysql-metrics github.com/poolset/poolset github.com/poolset/poolset/mysql github.com/poolset/poolset/metrics <<'EOF2'
 func main() { _, _ = mysql.Primary("root@tcp(127.0.0.1:3306)/test"); _ = metrics.NewSetCollector; _ = poolset.Redact }
 EOF2
+
+# core-mysql with the set reported through OpenTelemetry (the metric API
+# and semconv; the program's own SDK and exporter are not counted).
+build core-mysql-otelmetrics context fmt os github.com/poolset/poolset github.com/poolset/poolset/mysql github.com/poolset/poolset/otelmetrics go.opentelemetry.io/otel/metric/noop <<'EOF2'
+func main() {
+	ctx := context.Background()
+	primary, err := mysql.Primary(os.Getenv("DSN"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	set, err := poolset.Open(ctx, poolset.Config{Primary: primary})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	m, err := otelmetrics.New(set, noop.NewMeterProvider())
+	if err == nil {
+		defer m.Close()
+	}
+	fmt.Println("close:", set.Close(ctx))
+}
+EOF2
