@@ -76,10 +76,10 @@ func TestWorkerMetricsPromtool(t *testing.T) {
 		t.Errorf("repositories that ran statements: %v; want primary/orders among them", used)
 	}
 	t.Logf("acquire waits: %s", describeWaits(waits, used))
-	poolsettest.CheckMetrics(t, []byte(body))
 
 	w.signal(syscall.SIGTERM)
 	wantCleanExit(t, "worker", w)
+	poolsettest.CheckMetrics(t, []byte(body)) // last: it skips t without promtool
 }
 
 // labelOf returns the value of m's label name, or "".
