@@ -47,14 +47,14 @@ func TestWorkerMetricsPromtool(t *testing.T) {
 	// cumulative buckets whose last one is the count.
 	waits := map[string]*dto.Histogram{}
 	for _, m := range families["poolset_repo_acquire_wait_seconds"].GetMetric() {
-		waits[labelOf(m, "pool")+"/"+labelOf(m, "repo")] = m.GetHistogram()
+		waits[metricLabel(m, "pool")+"/"+metricLabel(m, "repo")] = m.GetHistogram()
 	}
 	var used []string
 	for _, m := range families["poolset_repo_queries_total"].GetMetric() {
 		if m.GetCounter().GetValue() == 0 {
 			continue
 		}
-		key := labelOf(m, "pool") + "/" + labelOf(m, "repo")
+		key := metricLabel(m, "pool") + "/" + metricLabel(m, "repo")
 		used = append(used, key)
 		h := waits[key]
 		if h == nil || h.GetSampleCount() == 0 {
@@ -82,8 +82,8 @@ func TestWorkerMetricsPromtool(t *testing.T) {
 	poolsettest.CheckMetrics(t, []byte(body)) // last: it skips t without promtool
 }
 
-// labelOf returns the value of m's label name, or "".
-func labelOf(m *dto.Metric, name string) string {
+// metricLabel returns the value of m's label name, or "".
+func metricLabel(m *dto.Metric, name string) string {
 	for _, l := range m.GetLabel() {
 		if l.GetName() == name {
 			return l.GetValue()
