@@ -3,6 +3,37 @@
 // time; it holds no state of its own. It does not own the set (it never
 // opens or closes one) or the registry it is registered with. Importing it
 // costs the Prometheus client; nothing else of poolset depends on it.
+//
+// Besides gauges and counters per pool (labels pool, role) and per
+// repository (labels pool, repo), it exports three distributions as
+// Prometheus histograms, in seconds, on the buckets of
+// poolset.HistogramBounds (10 µs to 25 s, then +Inf):
+//
+//   - poolset_repo_acquire_wait_seconds{pool, repo}: the wait for each
+//     connection a repository was lent (0 when the pool had room, in the
+//     first bucket) and for each acquire that timed out; its _count is the
+//     repository's acquires plus timeouts, its _sum the same figure as
+//     poolset_repo_acquire_wait_seconds_total.
+//   - poolset_repo_hold_seconds{pool, repo}: how long each connection a
+//     repository gave back was held.
+//   - poolset_pool_connect_seconds{pool, role}: how long the driver took to
+//     open each of the pool's connections, health checks' included.
+//
+// The histograms are built from the core's counts at each scrape, so
+// quantiles come from the server side, e.g.
+//
+//	histogram_quantile(0.99, sum by (repo, le) (rate(poolset_repo_acquire_wait_seconds_bucket[5m])))
+//
+// Series stay bounded: repositories are named in code (Set.Handle), never
+// from requests, and each pool or repository adds a fixed number of series
+// (21 buckets per histogram).
+//
+// Serve the collector in the Prometheus text format (promhttp's default).
+// In the OpenMetrics format (promhttp.HandlerOpts.EnableOpenMetrics) the
+// counter poolset_repo_acquire_wait_seconds_total, kept for the dashboards
+// that read it, belongs to the family poolset_repo_acquire_wait_seconds,
+// which the histogram also names: the exposition would list that family
+// twice, which OpenMetrics forbids.
 package metrics
 
 import (
@@ -35,7 +66,39 @@ var (
 	repoLongest  = prometheus.NewDesc("poolset_repo_longest_hold_seconds", "Longest time a repository held one connection.", repoLabels, nil)
 	repoLeaks    = prometheus.NewDesc("poolset_repo_leaks_total", "Connections held past the leak threshold or at release.", repoLabels, nil)
 	repoFallback = prometheus.NewDesc("poolset_repo_fallback_reads_total", "Reads sent to the primary because no read pool was usable.", repoLabels, nil)
+
+	repoWaitHist = prometheus.NewDesc("poolset_repo_acquire_wait_seconds", "Wait for each connection a repository was lent (0 when the pool had room) or whose acquire timed out.", repoLabels, nil)
+	repoHoldHist = prometheus.NewDesc("poolset_repo_hold_seconds", "Time a repository held each connection it gave back.", repoLabels, nil)
+	poolConnHist = prometheus.NewDesc("poolset_pool_connect_seconds", "Time the driver took to open each of the pool's connections.", poolLabels, nil)
 )
+
+// bounds are poolset.HistogramBounds in seconds, the upper bounds of the
+// histograms' buckets but +Inf.
+var bounds = func() []float64 {
+	var b []float64
+	for _, d := range poolset.HistogramBounds() {
+		b = append(b, d.Seconds())
+	}
+	return b
+}()
+
+// histogram returns h as a constant Prometheus histogram of desc: its
+// non-cumulative counts summed into cumulative buckets, in seconds. The
+// count is the sum of every bucket (+Inf's included), so the buckets and
+// the count agree even when h was read under load.
+func histogram(desc *prometheus.Desc, h poolset.Histogram, labels ...string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(bounds))
+	var n uint64
+	for i := range len(bounds) + 1 {
+		if i < len(h.Counts) {
+			n += uint64(h.Counts[i])
+		}
+		if i < len(bounds) {
+			buckets[bounds[i]] = n
+		}
+	}
+	return prometheus.MustNewConstHistogram(desc, n, h.Sum.Seconds(), buckets, labels...)
+}
 
 // SetCollector collects a Set's pool and repository figures.
 type SetCollector struct{ set *poolset.Set }
@@ -47,7 +110,8 @@ func NewSetCollector(set *poolset.Set) *SetCollector { return &SetCollector{set:
 func (c *SetCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{poolOpen, poolInUse, poolIdle, poolMax, poolWaiting, poolAcquires, poolTimeouts, poolWaitSecs,
 		poolHealthy, poolLeaves, poolRejoins, poolLag,
-		repoInUse, repoQueries, repoTxs, repoWaitSecs, repoLongest, repoLeaks, repoFallback} {
+		repoInUse, repoQueries, repoTxs, repoWaitSecs, repoLongest, repoLeaks, repoFallback,
+		repoWaitHist, repoHoldHist, poolConnHist} {
 		ch <- d
 	}
 }
@@ -75,6 +139,7 @@ func (c *SetCollector) Collect(ch chan<- prometheus.Metric) {
 		if p.LagKnown {
 			ch <- prometheus.MustNewConstMetric(poolLag, g, p.Lag.Seconds(), l...)
 		}
+		ch <- histogram(poolConnHist, p.CreateTimes, l...)
 		for _, r := range p.Repos {
 			rl := []string{p.Name, r.Repo}
 			ch <- prometheus.MustNewConstMetric(repoInUse, g, float64(r.InUse), rl...)
@@ -84,6 +149,8 @@ func (c *SetCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(repoLongest, g, r.LongestHold.Seconds(), rl...)
 			ch <- prometheus.MustNewConstMetric(repoLeaks, n, float64(r.Leaks), rl...)
 			ch <- prometheus.MustNewConstMetric(repoFallback, n, float64(r.Fallbacks), rl...)
+			ch <- histogram(repoWaitHist, r.WaitTimes, rl...)
+			ch <- histogram(repoHoldHist, r.HoldTimes, rl...)
 		}
 	}
 }
