@@ -27,7 +27,8 @@ const (
 	callFinished // returned without a connection
 )
 
-// call is one Handle call made while its pool was full.
+// call is one Handle call made while its pool was full: its wait is timed
+// and bounded by the acquire timeout.
 type call struct {
 	pool  *Pool
 	repo  *repoStats
@@ -42,7 +43,9 @@ type call struct {
 // p's AcquireTimeout. The caller must pass the call to exit.
 func (p *Pool) enter(ctx context.Context, lb *label, rs *repoStats) (context.Context, *call) {
 	if p.cfg.AcquireTimeout <= 0 || p.inUse.Load() < int64(p.lend) {
-		return context.WithValue(ctx, labelKey{}, lb), nil
+		c := &labelCtx{Context: ctx, lb: *lb}
+		c.lb.start = time.Now().UnixNano()
+		return c, nil
 	}
 	cl := &call{pool: p, repo: rs, start: time.Now().UnixNano()}
 	own := *lb

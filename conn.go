@@ -84,8 +84,12 @@ func (c *conn) checkout(lb *label, kind leaseKind, fallback *repoStats) (*repoSt
 	rs.inUse.Add(1)
 	rs.acquires.Add(1)
 	var wait time.Duration
-	if lb != nil && lb.call != nil {
+	switch {
+	case lb == nil:
+	case lb.call != nil:
 		wait = time.Duration(now.UnixNano() - lb.call.start)
+	case lb.start != 0:
+		wait = time.Duration(now.UnixNano() - lb.start)
 	}
 	p.observeWait(rs, wait, false)
 	return rs, nil

@@ -26,6 +26,23 @@ type label struct {
 	name     string
 	readOnly bool  // a Reader's query on the primary: run it in a read-only transaction
 	call     *call // the wait of a call made while the pool was full, timed and bounded
+	start    int64 // unix nanos a Handle's call began, when call is nil; 0 for WithRepo's
+}
+
+// labelCtx is the context of a Handle's call made while its pool had room:
+// ctx carrying a copy of the Handle's label that knows when the call began,
+// so that the connection's checkout can time how long the call took to get
+// it. One allocation, as context.WithValue's would be.
+type labelCtx struct {
+	context.Context
+	lb label
+}
+
+func (c *labelCtx) Value(key any) any {
+	if _, ok := key.(labelKey); ok {
+		return &c.lb
+	}
+	return c.Context.Value(key)
 }
 
 // WithRepo returns a context under which statements on the set's pools, run

@@ -18,9 +18,12 @@ import (
 // the repository's (Unattributed for statements whose context names none).
 type Observer interface {
 	// ObserveWait is called when a repository's call got a connection,
-	// with how long it waited for one because the pool was full (0 when
-	// the pool had room), and when such a wait ended with the acquire
-	// timeout (timedOut).
+	// with how long it took to get it, and when its wait ended with the
+	// acquire timeout (timedOut). For a Handle's call the wait runs from
+	// the call to the checkout: an idle connection's few microseconds, a
+	// new connection's connect, or the queue of a full pool. Statements
+	// through a pool's *sql.DB (Pool.DB, with or without WithRepo) report
+	// 0: poolset does not see them begin.
 	ObserveWait(pool, repo string, wait time.Duration, timedOut bool)
 	// ObserveHold is called when a connection comes back to the pool (or
 	// is closed) with how long the repository held it.

@@ -61,12 +61,14 @@ type RepoStats struct {
 	Acquires int64  `json:"acquires"`
 	Queries  int64  `json:"queries"`
 	Txs      int64  `json:"txs"`
-	// Wait is the total time spent waiting for connections because the
-	// pool was full (WaitTimes.Sum).
+	// Wait is the total time the repository's Handle calls took to get
+	// their connections (WaitTimes.Sum): from the call to the checkout,
+	// so an idle connection's few microseconds, a new connection's
+	// connect, or the queue of a full pool. Statements through Pool.DB
+	// count 0 (poolset does not see them begin).
 	Wait time.Duration `json:"wait_ns"`
 	// WaitTimes is the distribution of those waits: one per connection
-	// lent (0 when the pool had room) and one per acquire timeout, so its
-	// Count is Acquires+Timeouts.
+	// lent and one per acquire timeout, so its Count is Acquires+Timeouts.
 	WaitTimes Histogram `json:"wait_times"`
 	// Hold is the total time connections were held (HoldTimes.Sum), and
 	// HoldTimes its distribution: one per connection given back.

@@ -10,8 +10,9 @@
 // poolset.HistogramBounds (10 µs to 25 s, then +Inf):
 //
 //   - poolset_repo_acquire_wait_seconds{pool, repo}: the wait for each
-//     connection a repository was lent (0 when the pool had room, in the
-//     first bucket) and for each acquire that timed out; its _count is the
+//     connection a repository was lent (from a Handle's call to the
+//     checkout: microseconds from an idle pool, a connect, or the queue of
+//     a full one; 0 through Pool.DB) and for each acquire that timed out; its _count is the
 //     repository's acquires plus timeouts, its _sum the same figure as
 //     poolset_repo_acquire_wait_seconds_total.
 //   - poolset_repo_hold_seconds{pool, repo}: how long each connection a
@@ -67,7 +68,7 @@ var (
 	repoLeaks    = prometheus.NewDesc("poolset_repo_leaks_total", "Connections held past the leak threshold or at release.", repoLabels, nil)
 	repoFallback = prometheus.NewDesc("poolset_repo_fallback_reads_total", "Reads sent to the primary because no read pool was usable.", repoLabels, nil)
 
-	repoWaitHist = prometheus.NewDesc("poolset_repo_acquire_wait_seconds", "Wait for each connection a repository was lent (0 when the pool had room) or whose acquire timed out.", repoLabels, nil)
+	repoWaitHist = prometheus.NewDesc("poolset_repo_acquire_wait_seconds", "Time each Handle call took to get its connection (0 through Pool.DB), or waited before its acquire timed out.", repoLabels, nil)
 	repoHoldHist = prometheus.NewDesc("poolset_repo_hold_seconds", "Time a repository held each connection it gave back.", repoLabels, nil)
 	poolConnHist = prometheus.NewDesc("poolset_pool_connect_seconds", "Time the driver took to open each of the pool's connections.", poolLabels, nil)
 )

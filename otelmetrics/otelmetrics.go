@@ -36,7 +36,8 @@
 //
 // db.client.connection.idle.min is 0: database/sql keeps no minimum of idle
 // connections. db.client.connection.wait_time records one wait per
-// connection lent, 0 when the pool had room (the common case), and one per
+// connection lent (from a Handle's call to the checkout; 0 through
+// Pool.DB, whose statements poolset does not see begin), and one per
 // wait that ended with the acquire timeout (for the timeout's length), as
 // the pools' own RepoStats.WaitTimes do: its count per repository is the
 // repository's Acquires plus its Timeouts. use_time records how long each
