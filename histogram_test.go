@@ -156,3 +156,42 @@ func TestWaitAndHoldHistograms(t *testing.T) {
 		t.Errorf("observer saw orders waits %d, holds %d; want 6 and 6", rec.waits["primary/orders"], rec.holds["primary/orders"])
 	}
 }
+
+// TestWaitsUnderLoadAreTimed runs more callers than the pool has
+// connections: the time its repositories' calls took to get connections
+// must cover database/sql's own count of time spent queued for them (its
+// queue is inside each call's wait), so no queued call is recorded as 0.
+func TestWaitsUnderLoadAreTimed(t *testing.T) {
+	ctx := context.Background()
+	s := openSQLite(t, poolset.Config{Primary: poolset.PoolConfig{AcquireTimeout: time.Minute}})
+	var wg sync.WaitGroup
+	for _, repo := range []string{"users", "orders", "products", "users", "orders", "products", "users", "orders"} {
+		h := s.Handle(repo)
+		wg.Go(func() {
+			for i := range 40 {
+				if _, err := h.ExecContext(ctx, "INSERT INTO t (v) VALUES (?)", repo+string(rune('a'+i%26))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	st := s.Primary().Stats()
+	var wait time.Duration
+	var timed int64
+	for _, r := range st.Repos {
+		wait += r.Wait
+		timed += r.WaitTimes.Count - r.WaitTimes.Counts[0]
+	}
+	if st.WaitCount == 0 {
+		t.Skip("database/sql queued no call: nothing to compare")
+	}
+	if wait < st.WaitDuration {
+		t.Errorf("the repositories' waits add up to %v; database/sql counted %v queued in %d waits", wait, st.WaitDuration, st.WaitCount)
+	}
+	// A queued call may be handed a connection within 10 µs, but not most.
+	if timed < st.WaitCount/2 {
+		t.Errorf("%d waits above the first bucket; database/sql queued %d calls", timed, st.WaitCount)
+	}
+}
