@@ -9,32 +9,25 @@
 // Prometheus histograms, in seconds, on the buckets of
 // poolset.HistogramBounds (10 µs to 25 s, then +Inf):
 //
-//   - poolset_repo_acquire_wait_seconds{pool, repo}: the wait for each
+//   - poolset_repo_acquire_wait_duration_seconds{pool, repo}: the wait for each
 //     connection a repository was lent (from a Handle's call to the
 //     checkout: microseconds from an idle pool, a connect, or the queue of
 //     a full one; 0 through Pool.DB) and for each acquire that timed out; its _count is the
 //     repository's acquires plus timeouts, its _sum the same figure as
 //     poolset_repo_acquire_wait_seconds_total.
-//   - poolset_repo_hold_seconds{pool, repo}: how long each connection a
+//   - poolset_repo_hold_duration_seconds{pool, repo}: how long each connection a
 //     repository gave back was held.
-//   - poolset_pool_connect_seconds{pool, role}: how long the driver took to
+//   - poolset_pool_connect_duration_seconds{pool, role}: how long the driver took to
 //     open each of the pool's connections, health checks' included.
 //
 // The histograms are built from the core's counts at each scrape, so
 // quantiles come from the server side, e.g.
 //
-//	histogram_quantile(0.99, sum by (repo, le) (rate(poolset_repo_acquire_wait_seconds_bucket[5m])))
+//	histogram_quantile(0.99, sum by (repo, le) (rate(poolset_repo_acquire_wait_duration_seconds_bucket[5m])))
 //
 // Series stay bounded: repositories are named in code (Set.Handle), never
 // from requests, and each pool or repository adds a fixed number of series
 // (21 buckets per histogram).
-//
-// Serve the collector in the Prometheus text format (promhttp's default).
-// In the OpenMetrics format (promhttp.HandlerOpts.EnableOpenMetrics) the
-// counter poolset_repo_acquire_wait_seconds_total, kept for the dashboards
-// that read it, belongs to the family poolset_repo_acquire_wait_seconds,
-// which the histogram also names: the exposition would list that family
-// twice, which OpenMetrics forbids.
 package metrics
 
 import (
@@ -68,9 +61,9 @@ var (
 	repoLeaks    = prometheus.NewDesc("poolset_repo_leaks_total", "Connections held past the leak threshold or at release.", repoLabels, nil)
 	repoFallback = prometheus.NewDesc("poolset_repo_fallback_reads_total", "Reads sent to the primary because no read pool was usable.", repoLabels, nil)
 
-	repoWaitHist = prometheus.NewDesc("poolset_repo_acquire_wait_seconds", "Time each Handle call took to get its connection (0 through Pool.DB), or waited before its acquire timed out.", repoLabels, nil)
-	repoHoldHist = prometheus.NewDesc("poolset_repo_hold_seconds", "Time a repository held each connection it gave back.", repoLabels, nil)
-	poolConnHist = prometheus.NewDesc("poolset_pool_connect_seconds", "Time the driver took to open each of the pool's connections.", poolLabels, nil)
+	repoWaitHist = prometheus.NewDesc("poolset_repo_acquire_wait_duration_seconds", "Time each Handle call took to get its connection (0 through Pool.DB), or waited before its acquire timed out.", repoLabels, nil)
+	repoHoldHist = prometheus.NewDesc("poolset_repo_hold_duration_seconds", "Time a repository held each connection it gave back.", repoLabels, nil)
+	poolConnHist = prometheus.NewDesc("poolset_pool_connect_duration_seconds", "Time the driver took to open each of the pool's connections.", poolLabels, nil)
 )
 
 // bounds are poolset.HistogramBounds in seconds, the upper bounds of the

@@ -204,17 +204,17 @@ func TestSetCollectorHistograms(t *testing.T) {
 				repo, r.Acquires, r.Timeouts, r.WaitTimes.Count, r.HoldTimes.Count, callers*statements)
 		}
 		labels := map[string]string{"pool": pool, "repo": repo}
-		if sum := sampleSum(families, "poolset_repo_acquire_wait_seconds", labels); sum <= 0 {
+		if sum := sampleSum(families, "poolset_repo_acquire_wait_duration_seconds", labels); sum <= 0 {
 			t.Errorf("%s: acquire wait _sum %g; want above 0 (the wait made sure of)", repo, sum)
 		}
-		checkHistogram(t, families, "poolset_repo_acquire_wait_seconds", labels, r.WaitTimes)
-		checkHistogram(t, families, "poolset_repo_hold_seconds", labels, r.HoldTimes)
+		checkHistogram(t, families, "poolset_repo_acquire_wait_duration_seconds", labels, r.WaitTimes)
+		checkHistogram(t, families, "poolset_repo_hold_duration_seconds", labels, r.HoldTimes)
 	}
 	for _, p := range stats {
 		if p.CreateTimes.Count == 0 {
 			t.Errorf("pool %s: no connection opened", p.Name)
 		}
-		checkHistogram(t, families, "poolset_pool_connect_seconds", map[string]string{"pool": p.Name, "role": p.Role}, p.CreateTimes)
+		checkHistogram(t, families, "poolset_pool_connect_duration_seconds", map[string]string{"pool": p.Name, "role": p.Role}, p.CreateTimes)
 	}
 	// The existing series are still there, beside the histograms.
 	for _, name := range []string{"poolset_repo_acquire_wait_seconds_total", "poolset_repo_queries_total", "poolset_pool_open_connections"} {
@@ -223,6 +223,35 @@ func TestSetCollectorHistograms(t *testing.T) {
 		}
 	}
 	poolsettest.CheckMetrics(t, body)
+
+	// In OpenMetrics a counter's family drops its _total: none may share
+	// its name with a histogram (poolset_repo_acquire_wait_seconds_total
+	// and a histogram poolset_repo_acquire_wait_seconds would).
+	om := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	defer om.Close()
+	req, err := http.NewRequest(http.MethodGet, om.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	omBody, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !strings.Contains(resp.Header.Get("Content-Type"), "openmetrics") {
+		t.Fatalf("OpenMetrics scrape: %v, content type %q", err, resp.Header.Get("Content-Type"))
+	}
+	seen := map[string]bool{}
+	for _, line := range strings.Split(string(omBody), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" {
+			if seen[f[2]] {
+				t.Errorf("OpenMetrics exposition lists family %s twice", f[2])
+			}
+			seen[f[2]] = true
+		}
+	}
 }
 
 // forceWait makes repo wait for a connection of p: hold takes every

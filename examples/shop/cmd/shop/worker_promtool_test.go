@@ -46,7 +46,7 @@ func TestWorkerMetricsPromtool(t *testing.T) {
 	// Every repository that ran statements has acquire waits, in
 	// cumulative buckets whose last one is the count.
 	waits := map[string]*dto.Histogram{}
-	for _, m := range families["poolset_repo_acquire_wait_seconds"].GetMetric() {
+	for _, m := range families["poolset_repo_acquire_wait_duration_seconds"].GetMetric() {
 		waits[metricLabel(m, "pool")+"/"+metricLabel(m, "repo")] = m.GetHistogram()
 	}
 	var used []string
