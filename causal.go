@@ -78,7 +78,7 @@ func (c *conn) recordPosition(ctx context.Context, cs *causal) {
 	}
 	pos, err := c.queryString(ctx, q)
 	if err != nil {
-		c.pool.log.Warn("poolset: read the primary's position after a write", "pool", c.pool.cfg.Name, "err", err)
+		c.pool.log.Warn("poolset: read the primary's position after a write", "pool", c.pool.cfg.Name, "err", Redact(err.Error()))
 		cs.set(positionUnknown) // later reads go to the primary
 		return
 	}

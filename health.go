@@ -145,8 +145,12 @@ func (p *Pool) markDown(err error) {
 	}
 }
 
+// markDownReason takes the pool out of the rotation for reason (its
+// password, should a driver's error quote a DSN, shown as ***: the reason
+// goes to the log, the stats, the tree and whatever shows them).
 func (p *Pool) markDownReason(reason string, count bool) {
 	h := p.health
+	reason = Redact(reason)
 	h.reason.Store(&reason)
 	if h.ok.Swap(false) && count {
 		h.leaves.Add(1)

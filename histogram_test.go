@@ -2,11 +2,16 @@ package poolset_test
 
 import (
 	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/poolset/poolset"
+	"github.com/poolset/poolset/sqlite"
 )
 
 func TestHistogramQuantile(t *testing.T) {
@@ -193,5 +198,36 @@ func TestWaitsUnderLoadAreTimed(t *testing.T) {
 	// A queued call may be handed a connection within 10 µs, but not most.
 	if timed < st.WaitCount/2 {
 		t.Errorf("%d waits above the first bucket; database/sql queued %d calls", timed, st.WaitCount)
+	}
+}
+
+// TestHealthReasonRedacted: a health check whose error quotes a DSN with
+// its password must not put the password in the log or the stats.
+func TestHealthReasonRedacted(t *testing.T) {
+	ctx := context.Background()
+	log, buf := newLogger()
+	primary, read, err := sqlite.PoolConfigs(filepath.Join(t.TempDir(), "test.db"), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read.Health = poolset.HealthFunc(func(context.Context, *sql.Conn) error {
+		return errors.New("dial shop:s3cretpw@tcp(127.0.0.1:3307)/shop: connection refused")
+	})
+	s, err := poolset.Open(ctx, poolset.Config{Primary: primary, Reads: []poolset.PoolConfig{read}, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	st := s.Reads()[0].Stats()
+	if st.Healthy || st.Unhealthy == "" {
+		t.Fatalf("read pool healthy %v, reason %q; want out of the rotation with a reason", st.Healthy, st.Unhealthy)
+	}
+	for what, text := range map[string]string{"reason": st.Unhealthy, "tree": s.Tree(), "log": buf.String()} {
+		if strings.Contains(text, "s3cretpw") {
+			t.Errorf("the %s shows the password: %s", what, text)
+		}
+	}
+	if !strings.Contains(st.Unhealthy, "connection refused") {
+		t.Errorf("reason %q lost the error", st.Unhealthy)
 	}
 }

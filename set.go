@@ -93,7 +93,7 @@ func Open(ctx context.Context, cfg Config) (*Set, error) {
 				s.log.Warn("poolset: read pool unusable at start; it joins the rotation once its health check passes", "pool", rc.Name, "reason", reason)
 			}
 		} else if err := r.ping(ctx); err != nil {
-			s.log.Warn("poolset: read pool unreachable at start; its reads go to the primary until it answers", "pool", rc.Name, "err", err)
+			s.log.Warn("poolset: read pool unreachable at start; its reads go to the primary until it answers", "pool", rc.Name, "err", Redact(err.Error()))
 		}
 	}
 	if s.leaks != nil {
