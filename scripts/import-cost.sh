@@ -89,3 +89,12 @@ func main() {
 	fmt.Println("close:", set.Close(ctx))
 }
 EOF2
+
+# core-mysql with the live pools page on a net/http server.
+build core-mysql-poolspage net/http github.com/poolset/poolset/mysql github.com/poolset/poolset/poolspage <<'EOF2'
+func main() {
+	_, _ = mysql.Primary("root@tcp(127.0.0.1:3306)/test")
+	http.Handle("/pools", poolspage.New(nil, poolspage.Options{}))
+	_ = http.ListenAndServe("127.0.0.1:0", nil)
+}
+EOF2
