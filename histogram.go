@@ -64,8 +64,14 @@ type Histogram struct {
 // linear interpolation within the bucket it falls in, as Prometheus's
 // histogram_quantile does: the estimate is never off by more than that
 // bucket's width. The last bucket has no upper bound; a quantile in it is
-// reported as the highest bound. It returns 0 for an empty histogram.
+// reported as the highest bound. No estimate exceeds Sum (no duration can),
+// so durations that were all 0 give 0. It returns 0 for an empty
+// histogram.
 func (h Histogram) Quantile(q float64) time.Duration {
+	return min(h.quantile(q), h.Sum)
+}
+
+func (h Histogram) quantile(q float64) time.Duration {
 	if h.Count == 0 || len(h.Counts) != len(histBounds)+1 {
 		return 0
 	}

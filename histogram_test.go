@@ -23,8 +23,12 @@ func TestHistogramQuantile(t *testing.T) {
 	if got := h.Quantile(0.5); got != 0 {
 		t.Errorf("empty: %v; want 0", got)
 	}
+	h.Counts[0], h.Count = 5, 5 // five waits of 0
+	if got := h.Quantile(0.99); got != 0 {
+		t.Errorf("durations all 0: p99 %v; want 0", got)
+	}
 	// 90 in (0, 10µs], 10 in (50ms, 100ms].
-	h.Counts[0], h.Count = 90, 100
+	h.Counts[0], h.Count, h.Sum = 90, 100, time.Second
 	i100ms := -1
 	for i, x := range b {
 		if x == 100*time.Millisecond {
@@ -40,6 +44,7 @@ func TestHistogramQuantile(t *testing.T) {
 	}
 	h.Counts[len(b)] += 100
 	h.Count += 100
+	h.Sum += 100 * time.Minute
 	if got := h.Quantile(1); got != b[len(b)-1] {
 		t.Errorf("p100 with the top bucket used: %v; want the top bound %v", got, b[len(b)-1])
 	}
