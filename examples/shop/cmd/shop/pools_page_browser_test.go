@@ -110,24 +110,41 @@ func TestPoolsPageInBrowser(t *testing.T) {
 	tab.screenshots(t)
 
 	// 4. The replica's SQL thread stops: the read pool leaves the rotation
-	// within 2 s, and comes back once the thread runs again.
+	// within 2 s, its users' reads go to the primary meanwhile, and it
+	// comes back once the thread runs again.
+	before, err := tab.snapshot()
+	if err != nil {
+		t.Fatalf("read the page: %v", err)
+	}
 	if err := replica.StopSQLThread(ctx); err != nil {
 		t.Fatalf("stop the replica's SQL thread: %v", err)
 	}
 	stopped := time.Now()
-	out := tab.waitRotation(t, read, "out", 15*time.Second)
+	s, out := tab.waitRotation(t, read, "out", 15*time.Second)
 	t.Logf("read pool %s shown out of the rotation %s after STOP SLAVE SQL_THREAD", read, out.Round(time.Millisecond))
 	if out > outOfRotationBound {
 		t.Errorf("read pool %s: shown out of the rotation after %s; want within %s", read, out.Round(time.Millisecond), outOfRotationBound)
 	}
+	if why := s.pool(read).Fields["unhealthy"]; why == "" {
+		t.Errorf("read pool %s out of the rotation: got no unhealthy reason; want one", read)
+	} else {
+		t.Logf("read pool %s: unhealthy %q", read, why)
+	}
+	// Half a second of load with the replica out: the users' reads fall
+	// back to the primary.
+	time.Sleep(500 * time.Millisecond)
 	if err := replica.StartSQLThread(ctx); err != nil {
 		t.Fatalf("start the replica's SQL thread: %v", err)
 	}
-	in := tab.waitRotation(t, read, "in", 10*time.Second)
+	s, in := tab.waitRotation(t, read, "in", 10*time.Second)
 	t.Logf("read pool %s shown in the rotation again %s after START SLAVE SQL_THREAD (%s after the stop)", read, in.Round(time.Millisecond), time.Since(stopped).Round(time.Millisecond))
+	if a, b := repoField(before, "primary", "users", "acquires"), repoField(s, "primary", "users", "acquires"); b <= a {
+		t.Errorf("primary/users acquires: went from %d to %d while %s was out of the rotation; want the users' reads on the primary", a, b, read)
+	}
 
-	// 5. The load ends by itself; the page shows the release report.
-	s = tab.waitFor(t, "the release report (#release)", 60*time.Second, func(s pageSnapshot) bool { return s.Release })
+	// 5. The load ends by itself; the page shows the release report, and
+	// no password anywhere.
+	s = tab.waitFor(t, "the release report (#release with data-ok)", 60*time.Second, func(s pageSnapshot) bool { return s.Release })
 	if s.ReleaseOK != "true" {
 		t.Errorf("#release: got data-ok %q; want true", s.ReleaseOK)
 	}
@@ -138,18 +155,21 @@ func TestPoolsPageInBrowser(t *testing.T) {
 	if strings.Contains(html, password) {
 		t.Errorf("the page shows the database password")
 	}
+	if !strings.Contains(html, user) {
+		t.Errorf("the page does not name the database user %q; want the DSNs shown with the password redacted", user)
+	}
 	if _, body := httpGet(&http.Client{Timeout: 5 * time.Second}, strings.TrimSuffix(pageURL, "/pools")+"/pools.json"); strings.Contains(body, password) {
 		t.Errorf("/pools.json shows the database password")
 	}
 
-	// 6. Nothing went to the console as an error, then the browser goes,
-	// leaving no process behind.
+	// 6. Nothing went to the console as an error while the page was served.
 	if errs := tab.consoleErrors(); len(errs) > 0 {
 		t.Errorf("console errors: got %d; want none:\n%s", len(errs), strings.Join(errs, "\n"))
 	}
-	tab.close()
 
-	// 7. The demo keeps serving until SIGTERM, then exits 0.
+	// 7. The demo keeps serving until SIGTERM, then exits 0, and the page
+	// says it lost the connection. The browser then goes, leaving no
+	// process behind.
 	if demo.exited() {
 		r := demo.wait()
 		t.Fatalf("demo exited before SIGTERM with --keep-serving: code %d\nstderr:\n%s", r.code, tail(r.stderr, 40))
@@ -158,6 +178,9 @@ func TestPoolsPageInBrowser(t *testing.T) {
 	if r := demo.wait(); r.code != exitOK {
 		t.Errorf("demo: got exit code %d after SIGTERM; want 0\nstderr:\n%s", r.code, tail(r.stderr, 40))
 	}
+	s = tab.waitFor(t, "the lost-connection note (#conn)", 15*time.Second, func(s pageSnapshot) bool { return s.Conn != "" })
+	t.Logf("#conn: %q", s.Conn)
+	tab.close()
 }
 
 // chromiumPath returns /usr/bin/chromium, or chromium on PATH; it skips t
@@ -458,9 +481,9 @@ func processAlive(pid int) bool {
 type pageSnapshot struct {
 	Pools     []pagePool `json:"pools"`
 	Seq       int64      `json:"seq"`     // #updated's data-seq, -1 without it
-	Release   bool       `json:"release"` // #release is there
+	Release   bool       `json:"release"` // #release is shown, with data-ok
 	ReleaseOK string     `json:"releaseOK"`
-	Conn      string     `json:"conn"` // #conn's text
+	Conn      string     `json:"conn"` // #conn's text, when shown
 }
 
 // pagePool is one data-pool element.
@@ -468,7 +491,7 @@ type pagePool struct {
 	Name     string            `json:"name"`
 	Role     string            `json:"role"`
 	Rotation string            `json:"rotation"`
-	Fields   map[string]string `json:"fields"` // data-field: data-value, the pool's own
+	Fields   map[string]string `json:"fields"` // data-field: data-value (else the text), the pool's own
 	Repos    []pageRepo        `json:"repos"`
 }
 
@@ -486,7 +509,7 @@ const snapshotJS = `(() => {
     const out = {};
     for (const f of el.querySelectorAll('[data-field]')) {
       if (f.closest(own) === el) {
-        out[f.dataset.field] = f.getAttribute('data-value') ?? '';
+        out[f.dataset.field] = f.getAttribute('data-value') ?? f.textContent.trim();
       }
     }
     return out;
@@ -507,9 +530,9 @@ const snapshotJS = `(() => {
   return {
     pools,
     seq: upd && upd.dataset.seq !== undefined ? Number(upd.dataset.seq) : -1,
-    release: !!rel,
-    releaseOK: rel ? (rel.dataset.ok ?? '') : '',
-    conn: conn ? conn.textContent.trim() : '',
+    release: !!rel && !rel.hidden && rel.hasAttribute('data-ok'),
+    releaseOK: rel ? (rel.getAttribute('data-ok') ?? '') : '',
+    conn: conn && !conn.hidden ? conn.textContent.trim() : '',
   };
 })()`
 
@@ -535,15 +558,15 @@ func (b *browserTab) waitFor(t *testing.T, what string, within time.Duration, ok
 }
 
 // waitRotation polls the page until pool shows data-rotation want and
-// returns how long that took; it fails t after within.
-func (b *browserTab) waitRotation(t *testing.T, pool, want string, within time.Duration) time.Duration {
+// returns that snapshot and how long it took; it fails t after within.
+func (b *browserTab) waitRotation(t *testing.T, pool, want string, within time.Duration) (pageSnapshot, time.Duration) {
 	t.Helper()
 	start := time.Now()
-	b.waitFor(t, fmt.Sprintf("pool %s with data-rotation %q", pool, want), within, func(s pageSnapshot) bool {
+	s := b.waitFor(t, fmt.Sprintf("pool %s with data-rotation %q", pool, want), within, func(s pageSnapshot) bool {
 		p := s.pool(pool)
 		return p != nil && p.Rotation == want
 	})
-	return time.Since(start)
+	return s, time.Since(start)
 }
 
 // sample reads the page every `every` for d and returns the snapshots.
@@ -604,10 +627,10 @@ func (s pageSnapshot) summary() string {
 	return b.String()
 }
 
-// checkFiguresMove fails t unless, over samples taken under load, each
-// repository's acquires grow (users, orders, products on the primary; users
-// on read), some in-use figure takes more than one value, and data-seq
-// grows by at least one a second.
+// checkFiguresMove fails t unless, over samples taken under load, the
+// acquires of the repositories the load drives grow (orders and products
+// on the primary, users on read), some in-use figure takes more than one
+// value, and data-seq grows by at least one a second.
 func checkFiguresMove(t *testing.T, samples []pageSnapshot, read string) {
 	t.Helper()
 	if len(samples) < 2 {
@@ -617,7 +640,10 @@ func checkFiguresMove(t *testing.T, samples []pageSnapshot, read string) {
 	if got := last.Seq - first.Seq; first.Seq < 1 || got < 2 {
 		t.Errorf("#updated data-seq: went from %d to %d over 3 s; want at least 1 and 2 more", first.Seq, last.Seq)
 	}
-	repos := []struct{ pool, repo string }{{"primary", "users"}, {"primary", "orders"}, {"primary", "products"}, {read, "users"}}
+	// The mix reads users on the read pool and places orders (orders,
+	// products) on the primary; users on the primary only writes, which
+	// the mix does not do.
+	repos := []struct{ pool, repo string }{{"primary", "orders"}, {"primary", "products"}, {read, "users"}}
 	inUse := map[string]map[string]bool{} // figure: values seen
 	note := func(key, v string) {
 		if inUse[key] == nil {
@@ -697,8 +723,12 @@ func (b *browserTab) screenshots(t *testing.T) {
 		if err := chromedp.Do(b.ctx, chromedp.EmulateViewport(sh.width, sh.height, sh.opts...)); err != nil {
 			t.Fatalf("viewport %dx%d: %v", sh.width, sh.height, err)
 		}
-		// Let a refresh lay the page out at the new width.
-		time.Sleep(1200 * time.Millisecond)
+		// One refresh at the new size before the picture.
+		now, err := b.snapshot()
+		if err != nil {
+			t.Fatalf("read the page: %v", err)
+		}
+		b.waitFor(t, "a refresh after the resize", 10*time.Second, func(s pageSnapshot) bool { return s.Seq > now.Seq })
 		if sh.width == 390 {
 			w, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]int](`[document.documentElement.scrollWidth, document.documentElement.clientWidth]`))
 			if err != nil {
