@@ -43,7 +43,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	ops := fs.Int("ops", 0, "run exactly this many operations instead of --duration")
 	orders := fs.Int("orders", 20000, "orders to publish and process through the worker after the mixed load (0: none)")
 	var wc worker.Config
-	workerFlags(fs, &wc, nil)
+	var keep bool
+	workerFlags(fs, &wc, nil, &keep)
+	admin := fs.String("admin", "127.0.0.1:0", "`addr`ess of the live pools page (/pools, /pools.json), /healthz, /readyz and /metrics while the demo runs (port 0: any free one); empty: none")
 	if err := parse(fs, args, &cfg); err != nil {
 		return err
 	}
@@ -53,11 +55,21 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	if err := ensureDatabase(ctx, cfg); err != nil {
 		return err
 	}
+	// The admin server is released on a stack of its own, after the app's,
+	// so that the pools page shows the app's release report.
+	adminRel := new(release.Stack)
+	defer releaseAdmin(ctx, adminRel, log)
 	a, err := openApp(ctx, cfg, openOpts{cache: true, broker: *orders > 0}, log)
 	if err != nil {
 		return err
 	}
 	defer a.release(ctx)
+	var adm *adminServer
+	if *admin != "" {
+		if adm, err = serveAdmin(a, *admin, adminRel, stderr, log); err != nil {
+			return err
+		}
+	}
 
 	sum := demoSummary{Command: "demo", Backend: a.backend}
 	if sum.Migrations, err = shop.Migrate(poolset.WithRepo(ctx, "migrations"), a.set.Primary().DB(), a.dialect); err != nil {
@@ -93,7 +105,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 			n, err := a.broker.Pending(ctx)
 			return err == nil && n == 0 && w.Stats().InFlight == 0
 		}
-		ws, err := runWorker(ctx, nil, a, wc, "", stderr, empty)
+		ws, err := runWorker(ctx, nil, a, wc, adm, stderr, empty)
 		if err != nil {
 			return err
 		}
@@ -108,6 +120,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 		sum.Cache = &cs
 	}
 	report, relErr := a.release(ctx)
+	adm.publish(report)
 	sum.Release = report
 	sum.OK = relErr == nil && sum.Verify.OK && sum.Load.Errors == 0 && ctx.Err() == nil && (sum.Worker == nil || sum.Worker.Abandoned == 0)
 	if cfg.JSON {
@@ -118,6 +131,15 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, log *
 	} else {
 		printDemo(stdout, sum)
 	}
+	err = demoErr(ctx, sum, relErr)
+	if keep {
+		adm.keepServing(ctx, stderr)
+	}
+	return err
+}
+
+// demoErr returns the error that sets the demo's exit code.
+func demoErr(ctx context.Context, sum demoSummary, relErr error) error {
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("demo: interrupted")

@@ -22,6 +22,7 @@ import (
 	"github.com/poolset/poolset/examples/shop/worker"
 	"github.com/poolset/poolset/examples/shop/workermetrics"
 	"github.com/poolset/poolset/metrics"
+	"github.com/poolset/poolset/poolspage"
 	"github.com/poolset/poolset/release"
 )
 
@@ -48,7 +49,8 @@ func workerFlags(fs interface {
 	IntVar(*int, string, int, string)
 	DurationVar(*time.Duration, string, time.Duration, string)
 	StringVar(*string, string, string, string)
-}, wc *worker.Config, admin *string) {
+	BoolVar(*bool, string, bool, string)
+}, wc *worker.Config, admin *string, keepServing *bool) {
 	fs.IntVar(&wc.Concurrency, "concurrency", worker.DefaultConcurrency, "transactions of one order in flight")
 	fs.IntVar(&wc.Group, "group", worker.DefaultGroup, "most orders placed in one transaction when the queue is deep (1: one message per transaction)")
 	fs.IntVar(&wc.GroupConcurrency, "group-concurrency", worker.DefaultGroupConcurrency, "most transactions of more than one order in flight")
@@ -60,7 +62,10 @@ func workerFlags(fs interface {
 		if def == "" {
 			def = "127.0.0.1:9090"
 		}
-		fs.StringVar(admin, "admin", def, "`addr`ess of /healthz, /readyz and /metrics; empty: none [POOLSET_ADMIN_ADDR]")
+		fs.StringVar(admin, "admin", def, "`addr`ess of /healthz, /readyz, /metrics and the pools page (/pools, /pools.json); empty: none [POOLSET_ADMIN_ADDR]")
+	}
+	if keepServing != nil {
+		fs.BoolVar(keepServing, "keep-serving", false, "once the run has ended by itself and the release report is on the pools page, keep serving --admin until SIGINT or SIGTERM, then exit 0")
 	}
 }
 
@@ -69,13 +74,19 @@ func cmdWorker(ctx context.Context, sig *signals, args []string, stdout, stderr 
 	fs := newFlagSet("worker", stdout, &cfg)
 	var wc worker.Config
 	var admin string
-	workerFlags(fs, &wc, &admin)
+	var keep bool
+	workerFlags(fs, &wc, &admin, &keep)
 	if err := parse(fs, args, &cfg); err != nil {
 		return err
 	}
 	if err := ensureDatabase(ctx, cfg); err != nil {
 		return err
 	}
+	// The admin server is released on a stack of its own, after the app's:
+	// the pools page shows the app's release report, and /readyz answers
+	// 503 until the process ends.
+	adminRel := new(release.Stack)
+	defer releaseAdmin(ctx, adminRel, log)
 	a, err := openApp(ctx, cfg, openOpts{cache: true, broker: true}, log)
 	if err != nil {
 		return err
@@ -85,27 +96,41 @@ func cmdWorker(ctx context.Context, sig *signals, args []string, stdout, stderr 
 		return err
 	}
 	wc.Logger = log
-	sum, err := runWorker(ctx, sig, a, wc, admin, stderr, nil)
+	var adm *adminServer
+	if admin != "" {
+		if adm, err = serveAdmin(a, admin, adminRel, stderr, log); err != nil {
+			return err
+		}
+	}
+	sum, err := runWorker(ctx, sig, a, wc, adm, stderr, nil)
 	if err != nil {
 		return err
 	}
-	return finishWorker(ctx, a, sum, cfg.JSON, stdout)
+	err = finishWorker(ctx, a, adm, sum, cfg.JSON, stdout)
+	if keep {
+		adm.keepServing(ctx, stderr)
+	}
+	return err
+}
+
+// releaseAdmin releases the admin server's stack (its one step) within
+// releaseTimeout, even when ctx is cancelled, logging a failure. It is
+// idempotent.
+func releaseAdmin(ctx context.Context, rel *release.Stack, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	if _, err := rel.Release(ctx); err != nil {
+		log.Warn("admin server", "err", err)
+	}
 }
 
 // runWorker runs a worker on a's broker and shop until ctx is done (or it
-// is idle, or stop says so), serving the admin endpoint at admin when it is
-// not empty. The admin server is started before the consumer, so that the
-// release (last acquired first) stops the consumer first and the admin
-// server after it: /readyz answers 503 until the very end.
-func runWorker(ctx context.Context, sig *signals, a *app, wc worker.Config, admin string, stderr io.Writer, until func(*worker.Worker) bool) (workerSummary, error) {
+// is idle, or until says so), reporting to the admin server adm when it is
+// not nil. The admin server outlives the app's release (it is on a release
+// stack of its own, released after the app's), so /readyz answers 503 from
+// the first signal until the very end.
+func runWorker(ctx context.Context, sig *signals, a *app, wc worker.Config, adm *adminServer, stderr io.Writer, until func(*worker.Worker) bool) (workerSummary, error) {
 	sum := workerSummary{Command: "worker", Broker: a.broker.Address(), Backend: a.backend}
-	var adm *adminServer
-	if admin != "" {
-		var err error
-		if adm, err = serveAdmin(a, admin, wc.Logger); err != nil {
-			return sum, err
-		}
-	}
 	src, err := a.broker.Source(ctx)
 	if err != nil {
 		return sum, fmt.Errorf("--broker: %w", err)
@@ -145,11 +170,14 @@ func runWorker(ctx context.Context, sig *signals, a *app, wc worker.Config, admi
 	return sum, nil
 }
 
-// finishWorker takes the pools' figures, releases everything, prints the
-// summary and returns the error that sets the exit code.
-func finishWorker(ctx context.Context, a *app, sum workerSummary, asJSON bool, stdout io.Writer) error {
+// finishWorker takes the pools' figures, releases everything (but the
+// admin server adm, nil when there is none), publishes the release report
+// on adm's pools page, prints the summary and returns the error that sets
+// the exit code.
+func finishWorker(ctx context.Context, a *app, adm *adminServer, sum workerSummary, asJSON bool, stdout io.Writer) error {
 	sum.Pools = a.set.Stats()
 	report, relErr := a.release(ctx)
+	adm.publish(report)
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		sum.PeakRSS = ru.Maxrss // KiB on Linux
@@ -195,9 +223,12 @@ func printWorker(w io.Writer, s workerSummary) {
 	fmt.Fprint(w, s.Release.String())
 }
 
-// adminServer serves /healthz, /readyz and /metrics for a worker.
+// adminServer serves /healthz, /readyz and /metrics for a worker, and the
+// live pools page at /pools (its JSON at /pools.json).
 type adminServer struct {
 	reg    *prometheus.Registry
+	page   *poolspage.Page
+	url    string                      // of the pools page
 	target atomic.Pointer[adminTarget] // nil until attach
 }
 
@@ -207,21 +238,26 @@ type adminTarget struct {
 	conn worker.Connectivity // nil when the source cannot tell
 }
 
-// serveAdmin serves /healthz, /readyz and /metrics at addr until the
-// release shuts the server down; the release step is registered here, as
-// soon as the address is listened on. Until attach, /readyz answers 503
-// "starting" and /metrics has the pools' figures only.
-func serveAdmin(a *app, addr string, log *slog.Logger) (*adminServer, error) {
+// serveAdmin serves /healthz, /readyz, /metrics and the pools page
+// (/pools, /pools.json) at addr until rel is released; the release step,
+// "admin server", is registered on rel as soon as the address is listened
+// on, and the page's address is printed on stderr ("pools page: URL").
+// Until attach, /readyz answers 503 "starting" and /metrics and the page
+// have the pools' figures only.
+func serveAdmin(a *app, addr string, rel *release.Stack, stderr io.Writer, log *slog.Logger) (*adminServer, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--admin: %w", err)
 	}
-	s := &adminServer{reg: prometheus.NewRegistry()}
+	s := &adminServer{reg: prometheus.NewRegistry(), url: "http://" + dialable(l.Addr()) + "/pools"}
 	s.reg.MustRegister(metrics.NewSetCollector(a.set))
+	s.page = poolspage.New(a.set, poolspage.Options{Title: "shop (" + a.backend + ")", Extra: s.sections})
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, _ *http.Request) { fmt.Fprintln(rw, "ok") })
 	mux.HandleFunc("/readyz", s.readyz)
 	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	mux.Handle("/pools", s.page)
+	mux.Handle("/pools.json", s.page)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() { // ends when the release shuts the server down
@@ -230,12 +266,70 @@ func serveAdmin(a *app, addr string, log *slog.Logger) (*adminServer, error) {
 			log.Warn("admin server stopped", "err", err)
 		}
 	}()
-	a.rel.AddTimeout("admin server", 2*time.Second, func(ctx context.Context) error {
+	rel.AddTimeout("admin server", 2*time.Second, func(ctx context.Context) error {
 		err := srv.Shutdown(ctx)
 		<-done
 		return err
 	})
+	fmt.Fprintf(stderr, "pools page: %s\n", s.url)
 	return s, nil
+}
+
+// dialable returns addr as a client can dial it: a wildcard host (":9090"
+// listens on every interface) becomes the loopback address.
+func dialable(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// sections are the pools page's extra figures: the worker's, once
+// attached.
+func (s *adminServer) sections() []poolspage.Section {
+	t := s.target.Load()
+	if t == nil {
+		return nil
+	}
+	st := t.w.Stats()
+	return []poolspage.Section{{Title: "worker", ID: "worker", Rows: []poolspage.Row{
+		{Name: "received", Value: st.Received},
+		{Name: "in_flight", Value: st.InFlight},
+		{Name: "acked", Value: st.Acked},
+		{Name: "accepted", Value: st.Accepted},
+		{Name: "rejected", Value: st.Rejected},
+		{Name: "duplicates", Value: st.Duplicates},
+		{Name: "registered", Value: st.Registered},
+		{Name: "naked", Value: st.Naked},
+		{Name: "dead_lettered", Value: st.DeadLettered},
+		{Name: "held", Value: st.Held},
+		{Name: "dropped", Value: st.Dropped},
+		{Name: "abandoned", Value: st.Abandoned},
+	}}}
+}
+
+// publish shows report on the pools page. It does nothing on a nil
+// server (no --admin).
+func (s *adminServer) publish(report *release.Report) {
+	if s != nil {
+		s.page.SetRelease(report)
+	}
+}
+
+// keepServing keeps the process, and so the admin server, up until ctx is
+// done (the first SIGINT or SIGTERM), telling so on stderr. It returns at
+// once when s is nil (no --admin) or ctx is already done (the run was
+// ended by a signal).
+func (s *adminServer) keepServing(ctx context.Context, stderr io.Writer) {
+	if s == nil || ctx.Err() != nil {
+		return
+	}
+	fmt.Fprintf(stderr, "pools page: still serving %s with the release report; SIGINT or SIGTERM to exit\n", s.url)
+	<-ctx.Done()
 }
 
 // attach makes the server report on w, which takes messages from src. It

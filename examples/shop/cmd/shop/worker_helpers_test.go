@@ -261,8 +261,14 @@ type workerProc struct {
 // procTimeout. The process is killed, and waited for, when t ends.
 func startWorker(t *testing.T, d shopDB, b testBroker, args ...string) *workerProc {
 	t.Helper()
+	return startProc(t, append([]string{"worker", d.flag, d.dsn, "--broker", b.url, "--json", "--admin", ""}, args...)...)
+}
+
+// startProc starts the binary with args in the background, bounded by
+// procTimeout. The process is killed, and waited for, when t ends.
+func startProc(t *testing.T, all ...string) *workerProc {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), procTimeout)
-	all := append([]string{"worker", d.flag, d.dsn, "--broker", b.url, "--json", "--admin", ""}, args...)
 	w := &workerProc{t: t, done: make(chan struct{})}
 	w.cmd = exec.CommandContext(ctx, poolsetBin, all...)
 	w.cmd.Dir = t.TempDir()
@@ -270,7 +276,7 @@ func startWorker(t *testing.T, d shopDB, b testBroker, args ...string) *workerPr
 	w.cmd.Stdout, w.cmd.Stderr = &w.stdout, &w.stderr
 	if err := w.cmd.Start(); err != nil {
 		cancel()
-		t.Fatalf("start worker: %v", err)
+		t.Fatalf("start %s: %v", all[0], err)
 	}
 	go func() { // ends when the process exits: at the latest at procTimeout
 		w.err = w.cmd.Wait()
