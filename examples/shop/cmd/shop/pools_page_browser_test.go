@@ -84,15 +84,15 @@ func TestPoolsPageInBrowser(t *testing.T) {
 
 	// 1. The primary with users, orders and products under it, and the
 	// read pool with users: the repositories show from their first use.
-	var read string
 	s := tab.waitFor(t, "the primary with users, orders and products, and a read pool with users", 30*time.Second, func(s pageSnapshot) bool {
 		p := s.pool("primary")
 		r := s.readPool()
 		return p != nil && p.Role == "primary" && p.repo("users") != nil && p.repo("orders") != nil && p.repo("products") != nil &&
 			r != nil && r.repo("users") != nil
 	})
-	read = s.readPool().Name
+	read := s.readPool().Name
 	t.Logf("pools on the page: %s", s.summary())
+	checkContractFields(t, s)
 	if r := s.readPool(); r.Rotation != "in" {
 		t.Errorf("read pool %s: got data-rotation %q; want in", read, r.Rotation)
 	}
@@ -680,6 +680,27 @@ func checkFiguresMove(t *testing.T, samples []pageSnapshot, read string) {
 	t.Logf("in_use over %d samples (seq %d -> %d): %s", len(samples), first.Seq, last.Seq, strings.Join(seen, ", "))
 	if !moved {
 		t.Errorf("no in_use figure took more than one value over %d samples under load", len(samples))
+	}
+}
+
+// checkContractFields fails t unless every pool of s has the figures the
+// page's contract names (lag on read pools only when known, so not here),
+// and every repository has its own.
+func checkContractFields(t *testing.T, s pageSnapshot) {
+	t.Helper()
+	for _, p := range s.Pools {
+		for _, f := range []string{"max_open", "open", "in_use", "idle", "waiting", "timeouts", "address"} {
+			if _, ok := p.Fields[f]; !ok {
+				t.Errorf("pool %s: no data-field %q", p.Name, f)
+			}
+		}
+		for _, r := range p.Repos {
+			for _, f := range []string{"use", "in_use", "waiting", "acquires", "wait_p50", "wait_p99", "longest_hold"} {
+				if _, ok := r.Fields[f]; !ok {
+					t.Errorf("pool %s, repository %s: no data-field %q", p.Name, r.Name, f)
+				}
+			}
+		}
 	}
 }
 
