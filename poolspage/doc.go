@@ -39,8 +39,8 @@
 //   - each repository that used the pool is an element data-repo="<repo
 //     name>" inside the pool element, with data-field use (text: reads,
 //     writes or reads+writes), in_use, waiting, acquires, wait_p50,
-//     wait_p99, longest_hold, hold_p99, and timeouts, leaks, fallbacks
-//     when not zero;
+//     wait_p99, longest_hold, queries, hold_p50, hold_p99, and timeouts,
+//     leaks, fallbacks when not zero;
 //   - each extra section is an element data-section="<Section.ID>" whose
 //     rows are elements data-field="<Row.Name>" with data-value;
 //   - the element with id "release" is hidden until a report is

@@ -14,11 +14,11 @@ func TestHelp(t *testing.T) {
 		args []string // before the help flag
 		want []string // in stdout
 	}{
-		{[]string{"demo"}, []string{"shop demo", "-clients"}},
+		{[]string{"demo"}, []string{"shop demo", "-clients", "-admin", "-keep-serving"}},
 		{[]string{"migrate"}, []string{"shop migrate", "-mysql"}},
 		{[]string{"seed"}, []string{"shop seed", "-products"}},
 		{[]string{"load"}, []string{"shop load", "-orders"}},
-		{[]string{"worker"}, []string{"shop worker", "-admin", "-redis"}},
+		{[]string{"worker"}, []string{"shop worker", "-admin", "-redis", "-keep-serving"}},
 		{[]string{"verify"}, []string{"shop verify", "-expect-orders"}},
 		{[]string{"bench", "sharing"}, []string{"shop bench sharing", "-clients"}},
 		{[]string{"bench", "reads"}, []string{"shop bench reads", "-clients"}},

@@ -160,3 +160,52 @@ func TestDemoPoolsPage(t *testing.T) {
 		t.Errorf("summary: ok %v; want true", sum["ok"])
 	}
 }
+
+// TestWorkerKeepServing: a worker on MariaDB with a read pool (--replica)
+// that ends by itself (--exit-when-idle) with --keep-serving prints its
+// summary, then keeps its admin server up: /pools.json shows both pools
+// closed, the worker's figures and the release report, /readyz answers
+// 503, and SIGTERM ends it with exit code 0.
+func TestWorkerKeepServing(t *testing.T) {
+	const orders = 100
+	b := setupBroker(t, "nats")
+	d := newShopDB(t, "poolset_t_wk_keep")
+	seedShop(t, d)
+	loadOrders(t, b, orders)
+
+	addr := freeAddr(t)
+	w := startWorker(t, d, b, "--replica", d.dsn, "--admin", addr, "--exit-when-idle", "1s", "--keep-serving")
+	if !eventually(60*time.Second, func() bool {
+		return strings.Contains(w.stderr.String(), "still serving") || w.exited()
+	}) || w.exited() {
+		r := w.wait()
+		t.Fatalf("worker --keep-serving: exited (code %d) or never said it keeps serving\nstderr:\n%s", r.code, tail(r.stderr, 20))
+	}
+	client := &http.Client{Timeout: 2 * time.Second}
+	defer client.CloseIdleConnections()
+	doc, body, ok := getPools(client, "http://"+addr+"/pools.json")
+	if !ok || doc.Release == nil || !doc.Release.OK || len(doc.Release.Steps) == 0 || doc.Release.Steps[0].Name != "consumer" {
+		t.Fatalf("GET /pools.json after the run: got %s; want the release report, ok, the consumer first", body)
+	}
+	if len(doc.Pools) != 2 || doc.Pools[1].Role != "read" || doc.Pools[1].Rotation != "closed" || !doc.Pools[0].Closed {
+		t.Errorf("pools after the run: got %+v; want the primary and the read pool, closed", doc.Pools)
+	}
+	acked := int64(-1)
+	for _, s := range doc.Sections {
+		for _, r := range s.Rows {
+			if s.ID == "worker" && r.Name == "acked" {
+				acked = r.Value
+			}
+		}
+	}
+	if acked != orders {
+		t.Errorf("worker section: acked %d; want %d", acked, orders)
+	}
+	if code, _ := httpGet(client, "http://"+addr+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("GET /readyz while kept serving: got %d; want 503", code)
+	}
+	w.signal(syscall.SIGTERM)
+	s := wantCleanExit(t, "worker", w)
+	// No "admin server" step: it is released after this report.
+	wantReleaseOrder(t, s, "consumer", "pools", "broker nats")
+}

@@ -17,6 +17,11 @@
 //	shop verify  [flags]   check every order is stored once and stock is conserved
 //	shop bench sharing|reads [flags]   benchmarks (MariaDB/MySQL or PostgreSQL)
 //
+// demo and worker serve an admin server (--admin): /healthz, /readyz,
+// /metrics and the live pools page at /pools (its JSON at /pools.json, see
+// docs/POOLS_PAGE.md); demo's listens on a free loopback port by default
+// and prints "pools page: URL" on stderr.
+//
 // Every subcommand that opens pools takes --mysql or --postgres, --replica, --redis,
 // --data and --json (see README.md). Exit codes: 0 success, 1 runtime
 // failure, 2 usage or configuration error, 3 a worker released everything

@@ -270,9 +270,10 @@ func wantPlacedOnce(t *testing.T, ss ...workerSummaryJSON) {
 // connections starts anyway (the cache is optional, and the worker does
 // not read through it), warns once naming --redis with the password
 // redacted, places every order, and exits 0. Its release runs in the
-// documented order: the consumer first (intake stops), then the admin
-// server (which answered 503 through the drain), Redis, the SQL pool, and
-// the broker connection last.
+// documented order: the consumer first (intake stops), then Redis, the SQL
+// pool, and the broker connection last; the admin server (which answers
+// 503 from the drain on) is released after that report, which its pools
+// page shows.
 func TestWorkerWithoutRedis(t *testing.T) {
 	const orders = 200
 	b := setupBroker(t, "nats")
