@@ -233,6 +233,11 @@ func TestPageSQLite(t *testing.T) {
 	if strings.Contains(html, secret) || strings.Contains(html, "console.error") {
 		t.Errorf("GET /pools: a password or console.error in the page")
 	}
+	if resp, err := client.Head(base + "/pools.json"); err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("HEAD /pools.json: got %v, %v; want 200 application/json", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	if resp, err := client.Post(base+"/pools.json", "text/plain", nil); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST /pools.json: got %v, %v; want 405", resp, err)
 	} else {
