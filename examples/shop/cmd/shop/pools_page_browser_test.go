@@ -76,7 +76,7 @@ func TestPoolsPageInBrowser(t *testing.T) {
 	primaryDSN := fmt.Sprintf("%s:%s@tcp(127.0.0.1:%d)/shop", user, password, pair.Primary.Port)
 	replicaDSN := fmt.Sprintf("%s:%s@tcp(127.0.0.1:%d)/shop", user, password, replica.Port)
 
-	demo := startShop(t, "demo", "--mysql", primaryDSN, "--replica", replicaDSN, "--admin", freeAddr(t), "--keep-serving",
+	demo := startProc(t, "demo", "--mysql", primaryDSN, "--replica", replicaDSN, "--admin", freeAddr(t), "--keep-serving",
 		"--duration", pageLoad, "--clients", "8", "--orders", strconv.Itoa(pageOrders))
 	pageURL := waitPageURL(t, demo, 60*time.Second)
 	t.Logf("pools page: %s", pageURL)
@@ -243,37 +243,6 @@ func pageTestUser(t *testing.T, ctx context.Context, pair *poolsettest.Pair, pas
 		}
 	}
 	return user
-}
-
-// startShop starts the binary with args in the background, bounded by
-// procTimeout; the process is killed, and waited for, when t ends.
-func startShop(t *testing.T, args ...string) *workerProc {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), procTimeout)
-	w := &workerProc{t: t, done: make(chan struct{})}
-	w.cmd = exec.CommandContext(ctx, poolsetBin, args...)
-	w.cmd.Dir = t.TempDir()
-	w.cmd.Env = cleanEnv(quickExit()...)
-	w.cmd.Stdout, w.cmd.Stderr = &w.stdout, &w.stderr
-	if err := w.cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("start %s: %v", args[0], err)
-	}
-	go func() { // ends when the process exits: at the latest at procTimeout
-		w.err = w.cmd.Wait()
-		w.exitedAt = time.Now()
-		cancel()
-		close(w.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-w.done:
-		default:
-			w.cmd.Process.Kill()
-			<-w.done
-		}
-	})
-	return w
 }
 
 // pageLine is the line on which the demo names its pools page.
