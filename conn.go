@@ -122,7 +122,7 @@ func (c *conn) use(ctx context.Context, kind leaseKind, fallback *repoStats) (*l
 	if err != nil {
 		return nil, err
 	}
-	if rs != nil {
+	if rs != nil && (lb == nil || !lb.internal) {
 		rs.queries.Add(1)
 		if rs != fallback { // the preparer's use was recorded when it prepared
 			markUse(lb, rs, kind == kindExec)

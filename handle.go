@@ -343,7 +343,11 @@ func (r *Reader) caughtUp(ctx context.Context, p *Pool, lb *label, rs *repoStats
 	if pos != positionUnknown && p.cfg.Positions != nil {
 		c, err := p.conn(ctx, lb, rs)
 		if err == nil {
-			ok, werr := p.cfg.Positions.WaitPosition(ctx, c, pos, h.set.rywWait)
+			// The wait's statements are poolset's, not the repository's:
+			// they hold its connection but are not counted as its queries.
+			own := *lb
+			own.internal = true
+			ok, werr := p.cfg.Positions.WaitPosition(context.WithValue(ctx, labelKey{}, &own), c, pos, h.set.rywWait)
 			if werr == nil && ok {
 				rs.causalReplica.Add(1)
 				return c, true

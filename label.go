@@ -27,6 +27,7 @@ type label struct {
 	readOnly bool  // a Reader's query on the primary: run it in a read-only transaction
 	call     *call // the wait of a call made while the pool was full, timed and bounded
 	start    int64 // unix nanos a Handle's call began, when call is nil; 0 for WithRepo's
+	internal bool  // poolset's own statements for the call (WaitPosition's polls): not counted as queries
 }
 
 // labelCtx is the context of a Handle's call made while its pool had room:

@@ -88,9 +88,15 @@ func TestStandbyReadYourWrites(t *testing.T) {
 	t.Run("read-your-writes waits, then goes to the primary", func(t *testing.T) {
 		rctx := poolset.ReadYourWrites(ctx)
 		p0, r0 := rywPrimary(), rywStandby()
+		q0 := repoOf(t, s, standby.Name, "users").Queries
 		insert(rctx, 2002)
 		wantUser(rctx, users, 2002)
 		counts(p0, r0, 1, 0)
+		// The wait polled the standby (WALPositions), but those are
+		// poolset's statements, not the repository's queries.
+		if got := repoOf(t, s, standby.Name, "users").Queries; got != q0 {
+			t.Errorf("users queries on %s after a read that waited, then went to the primary: got %d; want %d", standby.Name, got, q0)
+		}
 	})
 	t.Run("transaction under read-your-writes", func(t *testing.T) {
 		rctx := poolset.ReadYourWrites(ctx)
@@ -154,11 +160,15 @@ func TestStandbyReadYourWrites(t *testing.T) {
 		wantUser(ctx, users, 2001) // no longer stale
 		rctx := poolset.ReadYourWrites(ctx)
 		p0, r0 := rywPrimary(), rywStandby()
+		q0 := repoOf(t, s, standby.Name, "users").Queries
 		insert(rctx, 2004)
 		wantUser(rctx, users, 2004)
 		insertInTx(rctx, 2005)
 		wantUser(rctx, users, 2005)
 		counts(p0, r0, 0, 2)
+		if got := repoOf(t, s, standby.Name, "users").Queries; got != q0+2 {
+			t.Errorf("users queries on %s: got %d after two reads; want %d (the waits' polls not counted)", standby.Name, got, q0+2)
+		}
 	})
 	t.Logf("\n%s", s.Tree())
 }
