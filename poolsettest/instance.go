@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -52,17 +51,7 @@ type Instance struct {
 	logPath string
 	tmpDir  string // --tmpdir, of this instance alone (see privateTmpdir)
 
-	life sync.Mutex // serializes Start, Stop and Kill
-	mu   sync.Mutex // guards proc
-	proc *process
-}
-
-// process is one run of mariadbd. done is closed, after err is set, when the
-// goroutine that waits for the process returns.
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	server // the mariadbd process
 }
 
 // DSN returns the go-sql-driver/mysql DSN of root over TCP on database db,
@@ -70,27 +59,6 @@ type process struct {
 // database.
 func (i *Instance) DSN(db string) string {
 	return fmt.Sprintf("root@tcp(127.0.0.1:%d)/%s", i.Port, db)
-}
-
-// Pid returns the process id of the running mariadbd, or 0 when it is not
-// running: for stopping it with SIGSTOP by hand (see Pause).
-func (i *Instance) Pid() int {
-	i.mu.Lock()
-	p := i.proc
-	i.mu.Unlock()
-	if p == nil || p.exited() {
-		return 0
-	}
-	return p.cmd.Process.Pid
-}
-
-// Running reports whether the instance's mariadbd process has been started
-// and has not exited.
-func (i *Instance) Running() bool {
-	i.mu.Lock()
-	p := i.proc
-	i.mu.Unlock()
-	return p != nil && !p.exited()
 }
 
 // Start starts mariadbd again after Stop or Kill, with the same data
@@ -107,47 +75,12 @@ func (i *Instance) Start(ctx context.Context) error {
 // to 30 s for it to exit, then sends SIGKILL and returns an error saying so.
 // Stop blocks until the process has exited. It is idempotent and returns nil
 // when the instance is not running.
-func (i *Instance) Stop() error {
-	i.life.Lock()
-	defer i.life.Unlock()
-	p := i.current()
-	if p == nil || p.exited() {
-		return nil
-	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		if errors.Is(err, os.ErrProcessDone) {
-			<-p.done
-			return nil
-		}
-		return fmt.Errorf("poolsettest: stop %s: %w", i.Name, err)
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGCONT) // a paused server takes the SIGTERM only once continued
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(stopTimeout):
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-	return fmt.Errorf("poolsettest: stop %s: no exit %v after SIGTERM; sent SIGKILL", i.Name, stopTimeout)
-}
+func (i *Instance) Stop() error { return i.stop(syscall.SIGTERM, "SIGTERM") }
 
 // Kill sends SIGKILL to mariadbd, as a crash would, and blocks until the
 // process has exited. It is idempotent and returns nil when the instance is
 // not running.
-func (i *Instance) Kill() error {
-	i.life.Lock()
-	defer i.life.Unlock()
-	p := i.current()
-	if p == nil || p.exited() {
-		return nil
-	}
-	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("poolsettest: kill %s: %w", i.Name, err)
-	}
-	<-p.done
-	return nil
-}
+func (i *Instance) Kill() error { return i.kill() }
 
 // Pause stops mariadbd with SIGSTOP, as a hung server: the kernel still
 // accepts TCP connections to its port, but nothing answers on them until
@@ -157,19 +90,6 @@ func (i *Instance) Pause() error { return i.signal(syscall.SIGSTOP, "pause") }
 
 // Resume continues a mariadbd stopped by Pause with SIGCONT.
 func (i *Instance) Resume() error { return i.signal(syscall.SIGCONT, "resume") }
-
-func (i *Instance) signal(sig syscall.Signal, op string) error {
-	i.life.Lock()
-	defer i.life.Unlock()
-	p := i.current()
-	if p == nil || p.exited() {
-		return fmt.Errorf("poolsettest: %s %s: not running", op, i.Name)
-	}
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		return fmt.Errorf("poolsettest: %s %s: %w", op, i.Name, err)
-	}
-	return nil
-}
 
 // StopSQLThread runs STOP SLAVE SQL_THREAD on the replica: it keeps fetching
 // the primary's binlog but applies nothing until StartSQLThread.
@@ -272,9 +192,7 @@ func (i *Instance) start(ctx context.Context) error {
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
-	i.mu.Lock()
-	i.proc = p
-	i.mu.Unlock()
+	i.setCurrent(p)
 
 	if err := i.waitReady(ctx, p); err != nil {
 		if !p.exited() {
@@ -342,21 +260,6 @@ func (i *Instance) withConn(ctx context.Context, f func(*sql.Conn) error) error 
 	}
 	defer c.Close()
 	return f(c)
-}
-
-func (i *Instance) current() *process {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	return i.proc
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
 }
 
 // logTail returns the last lines that mariadbd wrote to its error log after

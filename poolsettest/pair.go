@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -216,6 +217,7 @@ func (p *Pair) newInstance(name string, id int, primary bool) (*Instance, error)
 		primary:  primary,
 		logPath:  filepath.Join(dir, "error.log"),
 		tmpDir:   tmp,
+		server:   server{name: name, send: func(p *process, sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }},
 	}, nil
 }
 

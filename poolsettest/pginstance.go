@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -34,9 +33,7 @@ type PGInstance struct {
 	owner   *pgOwner
 	standby bool
 
-	life sync.Mutex // serializes Start, Stop, Kill, Pause and Resume
-	mu   sync.Mutex // guards proc
-	proc *process
+	server // the postmaster and its backends
 }
 
 // newPGInstance makes dir/name, owned by owner, and picks a free port. It
@@ -51,7 +48,8 @@ func newPGInstance(dir, name, bin string, owner *pgOwner) (*PGInstance, error) {
 		return nil, fmt.Errorf("poolsettest: new %s: %w", name, err)
 	}
 	i := &PGInstance{Name: name, Port: port, Dir: d, DataDir: filepath.Join(d, "data"),
-		LogPath: filepath.Join(d, "server.log"), bin: bin, owner: owner}
+		LogPath: filepath.Join(d, "server.log"), bin: bin, owner: owner,
+		server: server{name: name, send: func(p *process, sig syscall.Signal) error { return signalServer(p.cmd.Process.Pid, sig) }}}
 	f, err := os.OpenFile(i.LogPath, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err == nil {
 		f.Close()
@@ -69,23 +67,6 @@ func (i *PGInstance) DSN(db string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", i.Port, db)
 }
 
-// Pid returns the postmaster's process id, or 0 when it is not running.
-// The backends are its children, in its process group.
-func (i *PGInstance) Pid() int {
-	p := i.current()
-	if p == nil || p.exited() {
-		return 0
-	}
-	return p.cmd.Process.Pid
-}
-
-// Running reports whether the postmaster has been started and has not
-// exited.
-func (i *PGInstance) Running() bool {
-	p := i.current()
-	return p != nil && !p.exited()
-}
-
 // Start starts the server again after Stop or Kill, on the same data
 // directory and port, and blocks until it accepts connections, ctx is
 // done, or 60 s have passed. A standby streams again by itself (see
@@ -100,41 +81,11 @@ func (i *PGInstance) Start(ctx context.Context) error {
 // which ends its sessions cleanly), continuing it if paused, and waits up
 // to 30 s for it to exit; then it sends SIGKILL and returns an error
 // saying so. It is idempotent.
-func (i *PGInstance) Stop() error {
-	i.life.Lock()
-	defer i.life.Unlock()
-	p := i.current()
-	if p == nil || p.exited() {
-		return nil
-	}
-	pid := p.cmd.Process.Pid
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	_ = signalServer(pid, sigCont)
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(stopTimeout):
-	}
-	_ = signalServer(pid, sigKill)
-	<-p.done
-	return fmt.Errorf("poolsettest: stop %s: no exit %v after SIGINT; sent SIGKILL", i.Name, stopTimeout)
-}
+func (i *PGInstance) Stop() error { return i.stop(syscall.SIGINT, "SIGINT") }
 
 // Kill sends SIGKILL to the server (the postmaster and every backend), as
 // a crash of the machine would, and waits for the postmaster to exit. It is idempotent.
-func (i *PGInstance) Kill() error {
-	i.life.Lock()
-	defer i.life.Unlock()
-	p := i.current()
-	if p == nil || p.exited() {
-		return nil
-	}
-	if err := signalServer(p.cmd.Process.Pid, sigKill); err != nil {
-		return fmt.Errorf("poolsettest: kill %s: %w", i.Name, err)
-	}
-	<-p.done
-	return nil
-}
+func (i *PGInstance) Kill() error { return i.kill() }
 
 // Pause stops the server (the postmaster and every backend) with SIGSTOP,
 // as a hung server: the kernel still accepts TCP connections, but nothing answers
@@ -143,19 +94,6 @@ func (i *PGInstance) Pause() error { return i.signal(sigStop, "pause") }
 
 // Resume continues a server stopped by Pause with SIGCONT.
 func (i *PGInstance) Resume() error { return i.signal(sigCont, "resume") }
-
-func (i *PGInstance) signal(sig syscall.Signal, op string) error {
-	i.life.Lock()
-	defer i.life.Unlock()
-	p := i.current()
-	if p == nil || p.exited() {
-		return fmt.Errorf("poolsettest: %s %s: not running", op, i.Name)
-	}
-	if err := signalServer(p.cmd.Process.Pid, sig); err != nil {
-		return fmt.Errorf("poolsettest: %s %s: %w", op, i.Name, err)
-	}
-	return nil
-}
 
 // PauseReplay pauses the standby's WAL replay (pg_wal_replay_pause): it
 // keeps receiving the primary's WAL but applies none until ResumeReplay.
@@ -313,9 +251,7 @@ func (i *PGInstance) start(ctx context.Context) error {
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
-	i.mu.Lock()
-	i.proc = p
-	i.mu.Unlock()
+	i.setCurrent(p)
 	if err := i.waitReady(ctx, p); err != nil {
 		if !p.exited() {
 			_ = signalServer(cmd.Process.Pid, sigKill)
@@ -352,10 +288,4 @@ func (i *PGInstance) waitReady(ctx context.Context, p *process) error {
 		case <-t.C:
 		}
 	}
-}
-
-func (i *PGInstance) current() *process {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	return i.proc
 }
