@@ -96,14 +96,14 @@ func (h Histogram) quantile(q float64) time.Duration {
 	return histBounds[len(histBounds)-1]
 }
 
-// add returns the sum of h and o, bucket by bucket.
-func (h Histogram) add(o Histogram) Histogram {
+// merge adds o to h, bucket by bucket.
+func (h *Histogram) merge(o Histogram) {
 	if h.Counts == nil {
 		h.Counts = make([]int64, len(histBounds)+1)
 	}
-	out := Histogram{Counts: append([]int64(nil), h.Counts...), Count: h.Count + o.Count, Sum: h.Sum + o.Sum}
-	for i := range o.Counts {
-		out.Counts[i] += o.Counts[i]
+	for i, c := range o.Counts {
+		h.Counts[i] += c
 	}
-	return out
+	h.Count += o.Count
+	h.Sum += o.Sum
 }

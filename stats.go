@@ -120,8 +120,8 @@ func (p *Pool) Stats() PoolStats {
 		r := rs.snapshot()
 		st.Acquires += r.Acquires
 		st.Timeouts += r.Timeouts
-		st.WaitTimes = st.WaitTimes.add(r.WaitTimes)
-		st.HoldTimes = st.HoldTimes.add(r.HoldTimes)
+		st.WaitTimes.merge(r.WaitTimes)
+		st.HoldTimes.merge(r.HoldTimes)
 		if r.Use == "" && r.Fallbacks == 0 && r.FallbackFailures == 0 && r.ReadYourWritesPrimary == 0 {
 			continue
 		}
