@@ -236,3 +236,30 @@ func TestHealthReasonRedacted(t *testing.T) {
 		t.Errorf("reason %q lost the error", st.Unhealthy)
 	}
 }
+
+// TestReposAddUpToThePool: a repository that holds a connection is listed
+// even before any of its statements ran (here a statement prepared on a
+// *sql.Conn of the pool's *sql.DB), so the repositories' in-use figures
+// add up to the pool's.
+func TestReposAddUpToThePool(t *testing.T) {
+	ctx := context.Background()
+	s := openSQLite(t, poolset.Config{})
+	c, err := s.Primary().DB().Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	stmt, err := c.PrepareContext(poolset.WithRepo(ctx, "reports"), "SELECT v FROM t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stmt.Close()
+	st := s.Primary().Stats()
+	var inUse int64
+	for _, r := range st.Repos {
+		inUse += r.InUse
+	}
+	if st.InUse != 1 || inUse != int64(st.InUse) {
+		t.Errorf("pool in use %d, its repositories' %d (%+v); want 1 and 1", st.InUse, inUse, st.Repos)
+	}
+}

@@ -122,7 +122,12 @@ func (p *Pool) Stats() PoolStats {
 		st.Timeouts += r.Timeouts
 		st.WaitTimes.merge(r.WaitTimes)
 		st.HoldTimes.merge(r.HoldTimes)
-		if r.Use == "" && r.Fallbacks == 0 && r.FallbackFailures == 0 && r.ReadYourWritesPrimary == 0 {
+		// A repository is listed once it has used the pool, or holds,
+		// waits for or timed out on one of its connections (a statement
+		// prepared through Pool.DB, say), so that the repositories'
+		// figures add up to the pool's.
+		if r.Use == "" && r.InUse == 0 && r.Waiting == 0 && r.Timeouts == 0 &&
+			r.Fallbacks == 0 && r.FallbackFailures == 0 && r.ReadYourWritesPrimary == 0 {
 			continue
 		}
 		st.Repos = append(st.Repos, r)

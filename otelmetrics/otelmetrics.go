@@ -207,12 +207,6 @@ func (m *Metrics) Close() error {
 	return m.closeErr
 }
 
-// repoFigures is one repository's figures on one pool.
-type repoFigures struct {
-	repo                     string
-	inUse, waiting, timeouts int64
-}
-
 // collect reports the set's stats: the callback New registers.
 func (m *Metrics) collect(_ context.Context, o metric.Observer) error {
 	for _, st := range m.set.Stats() {
@@ -223,11 +217,13 @@ func (m *Metrics) collect(_ context.Context, o metric.Observer) error {
 		o.ObserveInt64(m.idleMin, 0, pool)
 		o.ObserveInt64(m.max, int64(st.MaxOpen), pool)
 
-		for _, r := range repos(st) {
-			repo := RepositoryKey.String(r.repo)
-			o.ObserveInt64(m.count, r.inUse, metric.WithAttributes(poolAttr, semconv.DBClientConnectionStateUsed, repo))
-			o.ObserveInt64(m.pending, r.waiting, metric.WithAttributes(poolAttr, repo))
-			o.ObserveInt64(m.timeouts, r.timeouts, metric.WithAttributes(poolAttr, repo))
+		// Every repository with a connection, a waiter or a timeout is in
+		// st.Repos, so theirs add up to the pool's figures.
+		for _, r := range st.Repos {
+			repo := RepositoryKey.String(r.Repo)
+			o.ObserveInt64(m.count, r.InUse, metric.WithAttributes(poolAttr, semconv.DBClientConnectionStateUsed, repo))
+			o.ObserveInt64(m.pending, r.Waiting, metric.WithAttributes(poolAttr, repo))
+			o.ObserveInt64(m.timeouts, r.Timeouts, metric.WithAttributes(poolAttr, repo))
 		}
 
 		roleAttrs := metric.WithAttributes(poolAttr, RoleKey.String(st.Role))
@@ -241,41 +237,6 @@ func (m *Metrics) collect(_ context.Context, o metric.Observer) error {
 		}
 	}
 	return nil
-}
-
-// repos returns the figures of every repository in st, and under
-// poolset.Unattributed what the pool's totals count beyond them (use of
-// the pool's *sql.DB that names no repository, which Stats leaves out of
-// Repos), so that the repositories' figures add up to the pool's.
-func repos(st poolset.PoolStats) []repoFigures {
-	out := make([]repoFigures, 0, len(st.Repos)+1)
-	var inUse, waiting, timeouts int64
-	unattributed := -1
-	for _, r := range st.Repos {
-		if r.Repo == poolset.Unattributed {
-			unattributed = len(out)
-		}
-		out = append(out, repoFigures{repo: r.Repo, inUse: r.InUse, waiting: r.Waiting, timeouts: r.Timeouts})
-		inUse += r.InUse
-		waiting += r.Waiting
-		timeouts += r.Timeouts
-	}
-	rest := repoFigures{
-		repo:     poolset.Unattributed,
-		inUse:    max(int64(st.InUse)-inUse, 0),
-		waiting:  max(int64(st.Waiting)-waiting, 0),
-		timeouts: max(st.Timeouts-timeouts, 0),
-	}
-	switch {
-	case unattributed >= 0:
-		u := &out[unattributed]
-		u.inUse += rest.inUse
-		u.waiting += rest.waiting
-		u.timeouts += rest.timeouts
-	case rest.inUse > 0 || rest.waiting > 0 || rest.timeouts > 0:
-		out = append(out, rest)
-	}
-	return out
 }
 
 // observer records the set's events in the histograms.
